@@ -1,0 +1,351 @@
+//! The query model: levels, keys and the matching kinds of DICOM PS3.4 C.2.2.2.
+//!
+//! A [`Query`] is what every face of the archive (the `pacs query` command, C-FIND, QIDO-RS)
+//! builds and what every [`Index`](crate::Index) answers. Values are parsed once, here, into a
+//! [`Matcher`] with normalised operands, so that the reference matcher in [`crate::matching`] and
+//! the SQL index compare exactly the same strings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::attribute::{Attribute, ValueKind};
+use crate::error::{Error, Result};
+
+/// A level of the Patient / Study / Series / Instance information model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueryLevel {
+    /// Patient level: one record per (PatientID, IssuerOfPatientID).
+    Patient,
+    /// Study level: one record per StudyInstanceUID.
+    Study,
+    /// Series level: one record per SeriesInstanceUID.
+    Series,
+    /// Instance (IMAGE) level: one record per SOPInstanceUID.
+    Instance,
+}
+
+impl QueryLevel {
+    /// The value of Query/Retrieve Level (0008,0052) for this level.
+    pub const fn as_dicom(self) -> &'static str {
+        match self {
+            QueryLevel::Patient => "PATIENT",
+            QueryLevel::Study => "STUDY",
+            QueryLevel::Series => "SERIES",
+            QueryLevel::Instance => "IMAGE",
+        }
+    }
+
+    /// Parses `PATIENT`, `STUDY`, `SERIES`, `IMAGE` or `INSTANCE` (any case).
+    pub fn parse(text: &str) -> Result<QueryLevel> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "PATIENT" => Ok(QueryLevel::Patient),
+            "STUDY" => Ok(QueryLevel::Study),
+            "SERIES" => Ok(QueryLevel::Series),
+            "IMAGE" | "INSTANCE" => Ok(QueryLevel::Instance),
+            other => Err(Error::InvalidQuery { reason: format!("unknown query level {other:?}") }),
+        }
+    }
+}
+
+impl fmt::Display for QueryLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_dicom())
+    }
+}
+
+/// One matching kind of PS3.4 C.2.2.2, with normalised operands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matcher {
+    /// Universal matching: an empty key value, or `*`. Matches every record.
+    Universal,
+    /// Empty value matching: the key value `""` matches records whose value is empty or absent.
+    Empty,
+    /// Single value matching: the record value equals the operand.
+    Single(String),
+    /// Wildcard matching: `*` matches any run of characters, `?` exactly one.
+    Wildcard(String),
+    /// List of UID matching: the record value equals one of the operands.
+    UidList(Vec<String>),
+    /// Range matching of dates or times, bounds inclusive and normalised; `None` is open.
+    /// Lower bounds are padded with `0`, upper bounds with `9`, so that a plain string
+    /// comparison against normalised record values is correct (`-1030` includes `10:30:59`).
+    Range {
+        /// Inclusive lower bound, or open.
+        lo: Option<String>,
+        /// Inclusive upper bound, or open.
+        hi: Option<String>,
+    },
+}
+
+impl Matcher {
+    /// Parses a key value for `attribute` following the matching rules of its value kind.
+    ///
+    /// Errors name the attribute and say what is wrong (an invalid date, a wildcard in a UID...).
+    pub fn parse(attribute: Attribute, raw: &str) -> Result<Matcher> {
+        let invalid = |reason: String| Error::InvalidQuery { reason: format!("{}: {reason}", attribute.keyword()) };
+        let value = raw.trim_matches(|c| c == ' ' || c == '\0');
+        if value.is_empty() || value == "*" {
+            return Ok(Matcher::Universal);
+        }
+        if value == "\"\"" {
+            return Ok(Matcher::Empty);
+        }
+        match attribute.kind() {
+            ValueKind::Uid => {
+                if value.contains(['*', '?']) {
+                    return Err(invalid(format!("wildcards are not allowed in UIDs: {value:?}")));
+                }
+                let uids: Vec<String> = value.split('\\').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+                match uids.len() {
+                    0 => Ok(Matcher::Universal),
+                    1 => Ok(Matcher::Single(uids.into_iter().next().unwrap_or_default())),
+                    _ => Ok(Matcher::UidList(uids)),
+                }
+            }
+            ValueKind::Date | ValueKind::Time => {
+                let normalise = |text: &str, pad: char| -> Result<String> {
+                    let normalised = if attribute.kind() == ValueKind::Date { normalize_date(text) } else { normalize_time(text, pad) };
+                    normalised.ok_or_else(|| invalid(format!("not a valid {}: {text:?}", if attribute.kind() == ValueKind::Date { "date" } else { "time" })))
+                };
+                if value.contains(['*', '?']) {
+                    return Err(invalid(format!("wildcards are not allowed in dates and times: {value:?}")));
+                }
+                match value.split_once('-') {
+                    Some((lo, hi)) => {
+                        let (lo, hi) = (lo.trim(), hi.trim());
+                        if lo.is_empty() && hi.is_empty() {
+                            return Err(invalid("a range needs at least one bound".into()));
+                        }
+                        let lo = if lo.is_empty() { None } else { Some(normalise(lo, '0')?) };
+                        let hi = if hi.is_empty() { None } else { Some(normalise(hi, '9')?) };
+                        if let (Some(l), Some(h)) = (&lo, &hi) {
+                            if l > h {
+                                return Err(invalid(format!("range is reversed: {value:?}")));
+                            }
+                        }
+                        Ok(Matcher::Range { lo, hi })
+                    }
+                    None if attribute.kind() == ValueKind::Time => {
+                        // A single time matches that time at the precision it was given.
+                        Ok(Matcher::Range { lo: Some(normalise(value, '0')?), hi: Some(normalise(value, '9')?) })
+                    }
+                    None => Ok(Matcher::Single(normalise(value, '0')?)),
+                }
+            }
+            ValueKind::Integer => {
+                let n: i64 = value.parse().map_err(|_| invalid(format!("not an integer: {value:?}")))?;
+                Ok(Matcher::Single(n.to_string()))
+            }
+            ValueKind::Text | ValueKind::PersonName => {
+                if value.contains(['*', '?']) {
+                    Ok(Matcher::Wildcard(value.to_owned()))
+                } else {
+                    Ok(Matcher::Single(value.to_owned()))
+                }
+            }
+        }
+    }
+}
+
+/// Normalises a DICOM date (`YYYYMMDD`, or the legacy `YYYY.MM.DD`) to `YYYYMMDD`.
+///
+/// Returns `None` when the text is not a plausible date.
+pub fn normalize_date(text: &str) -> Option<String> {
+    let digits: String = text.trim().chars().filter(|c| *c != '.').collect();
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let month: u32 = digits[4..6].parse().ok()?;
+    let day: u32 = digits[6..8].parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    Some(digits)
+}
+
+/// Normalises a DICOM time (`HH`, `HHMM`, `HHMMSS`, `HHMMSS.F...`, or the legacy `HH:MM:SS`) to
+/// `HHMMSS.FFFFFF`, padding the missing digits with `pad` (`'0'` for a lower bound or a stored
+/// value, `'9'` for an upper bound).
+///
+/// Returns `None` when the text is not a plausible time.
+pub fn normalize_time(text: &str, pad: char) -> Option<String> {
+    let text: String = text.trim().chars().filter(|c| *c != ':').collect();
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text.as_str(), None),
+    };
+    if whole.is_empty() || whole.len() > 6 || whole.len() % 2 != 0 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(f) = frac {
+        if whole.len() != 6 || f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let hour: u32 = whole[0..2].parse().ok()?;
+    if hour > 23 {
+        return None;
+    }
+    let mut out = String::with_capacity(13);
+    out.push_str(whole);
+    while out.len() < 6 {
+        out.push(pad);
+    }
+    out.push('.');
+    let frac = frac.unwrap_or("");
+    out.push_str(frac);
+    while out.len() < 13 {
+        out.push(pad);
+    }
+    Some(out)
+}
+
+/// One query key: an attribute and how to match it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The attribute matched.
+    pub attribute: Attribute,
+    /// How it is matched.
+    pub matcher: Matcher,
+}
+
+/// Options of the matching rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatchOptions {
+    /// Match Person Name values without regard to case (PS3.4 C.2.2.2.1 allows it; QIDO-RS
+    /// `fuzzymatching=true` turns it on).
+    pub case_insensitive_pn: bool,
+    /// When both StudyDate and StudyTime are given as ranges, match them as one combined
+    /// date-time range (PS3.4 C.2.2.2.5.1, Relational-queries off, "combined" matching).
+    pub combine_datetime: bool,
+}
+
+/// A query over the index at one level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// The level of the records returned.
+    pub level: QueryLevel,
+    /// The matching keys; all must match (logical AND). At most one key per attribute.
+    pub keys: Vec<Key>,
+    /// Options of the matching rules.
+    pub options: MatchOptions,
+    /// At most this many records are returned.
+    pub limit: Option<usize>,
+    /// This many matching records are skipped first (records are ordered by their level's
+    /// natural key, so paging is stable).
+    pub offset: usize,
+    /// Attributes to return besides the keys and the level's defaults.
+    pub include: Vec<Attribute>,
+}
+
+impl Query {
+    /// An empty query at `level`: it matches every record of that level.
+    pub fn new(level: QueryLevel) -> Query {
+        Query { level, keys: Vec::new(), options: MatchOptions::default(), limit: None, offset: 0, include: Vec::new() }
+    }
+
+    /// Adds a key parsed from its DICOM string form, replacing any key on the same attribute.
+    ///
+    /// Keys on levels below the query level are refused, as in C-FIND.
+    pub fn with(mut self, attribute: Attribute, raw: &str) -> Result<Query> {
+        if attribute.level() > self.level {
+            return Err(Error::InvalidQuery {
+                reason: format!("{} is a {} level attribute and cannot be matched in a {} level query", attribute.keyword(), attribute.level(), self.level),
+            });
+        }
+        let matcher = Matcher::parse(attribute, raw)?;
+        self.keys.retain(|k| k.attribute != attribute);
+        self.keys.push(Key { attribute, matcher });
+        Ok(self)
+    }
+
+    /// The key on `attribute`, if any.
+    pub fn key(&self, attribute: Attribute) -> Option<&Matcher> {
+        self.keys.iter().find(|k| k.attribute == attribute).map(|k| &k.matcher)
+    }
+
+    /// The attributes returned for each record: the level's defaults and those of the levels
+    /// above, the matching keys, and the included attributes, without duplicates, in table order.
+    pub fn return_attributes(&self) -> Vec<Attribute> {
+        let mut out: Vec<Attribute> = Attribute::ALL
+            .iter()
+            .copied()
+            .filter(|a| a.level() <= self.level)
+            .filter(|a| !a.is_derived() || a.level() == self.level || self.include.contains(a))
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+/// One record returned by a query: attribute values as normalised strings, multi-valued
+/// attributes joined with `\`. Absent or empty values are not present in the map.
+pub type QueryRow = BTreeMap<Attribute, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(attribute: Attribute, input: &str, expected: Matcher) {
+        assert_eq!(Matcher::parse(attribute, input).expect(input), expected, "{input}");
+    }
+
+    fn range(lo: Option<&str>, hi: Option<&str>) -> Matcher {
+        Matcher::Range { lo: lo.map(Into::into), hi: hi.map(Into::into) }
+    }
+
+    #[test]
+    fn matcher_kinds() {
+        check(Attribute::PatientName, "", Matcher::Universal);
+        check(Attribute::PatientName, "*", Matcher::Universal);
+        check(Attribute::PatientName, "\"\"", Matcher::Empty);
+        check(Attribute::PatientName, "DOE^*", Matcher::Wildcard("DOE^*".into()));
+        check(Attribute::PatientId, "ID?1", Matcher::Wildcard("ID?1".into()));
+        check(Attribute::PatientId, "ID 1 ", Matcher::Single("ID 1".into()));
+        check(Attribute::StudyInstanceUid, "1.2.3", Matcher::Single("1.2.3".into()));
+        check(Attribute::StudyInstanceUid, "1.2.3\\1.2.4", Matcher::UidList(vec!["1.2.3".into(), "1.2.4".into()]));
+        check(Attribute::StudyDate, "20240101", Matcher::Single("20240101".into()));
+        check(Attribute::StudyDate, "2024.01.01", Matcher::Single("20240101".into()));
+        check(Attribute::StudyDate, "20240101-20240131", range(Some("20240101"), Some("20240131")));
+        check(Attribute::StudyDate, "-20240101", range(None, Some("20240101")));
+        check(Attribute::StudyDate, "20240101-", range(Some("20240101"), None));
+        check(Attribute::StudyTime, "1030", range(Some("103000.000000"), Some("103099.999999")));
+        check(Attribute::StudyTime, "0800-12", range(Some("080000.000000"), Some("129999.999999")));
+        check(Attribute::SeriesNumber, "007", Matcher::Single("7".into()));
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for (attribute, input) in [
+            (Attribute::StudyDate, "2024"),
+            (Attribute::StudyDate, "20241301"),
+            (Attribute::StudyDate, "20240201-20240101"),
+            (Attribute::StudyDate, "-"),
+            (Attribute::StudyDate, "2024*"),
+            (Attribute::StudyTime, "25"),
+            (Attribute::StudyTime, "123"),
+            (Attribute::StudyInstanceUid, "1.2.*"),
+            (Attribute::SeriesNumber, "x"),
+        ] {
+            let err = Matcher::parse(attribute, input).expect_err(input);
+            assert!(err.to_string().contains(attribute.keyword()), "{err}");
+        }
+    }
+
+    #[test]
+    fn normalised_times() {
+        assert_eq!(normalize_time("10", '0').as_deref(), Some("100000.000000"));
+        assert_eq!(normalize_time("10:30:15", '0').as_deref(), Some("103015.000000"));
+        assert_eq!(normalize_time("103015.5", '9').as_deref(), Some("103015.599999"));
+        assert_eq!(normalize_time("103015.", '0'), None);
+        assert_eq!(normalize_time("1030.5", '0'), None);
+    }
+
+    #[test]
+    fn keys_below_the_level_are_refused() {
+        let err = Query::new(QueryLevel::Study).with(Attribute::Modality, "CT").expect_err("series key at study level");
+        assert!(err.to_string().contains("Modality"));
+        let q = Query::new(QueryLevel::Series).with(Attribute::Modality, "CT").and_then(|q| q.with(Attribute::PatientId, "X"));
+        assert!(q.is_ok());
+    }
+}

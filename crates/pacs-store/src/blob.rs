@@ -1,0 +1,264 @@
+//! Blob storage through `object_store`: a local folder by default, in memory for tests, and any
+//! other `object_store` backend (S3...) for scale-out.
+//!
+//! The [`BlobStore`] trait is blocking, so that rayon workers and `spawn_blocking` tasks can
+//! stream through it alike; this adapter runs the asynchronous `object_store` calls on a small
+//! runtime of its own. Never call it from inside an asynchronous task.
+
+use std::io::{self, Read};
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use pacs_core::{BlobKey, BlobStore, BlobWrite, Error, Result};
+use tokio::runtime::Runtime;
+
+/// Objects up to this size are written with one `put`; larger ones stream as a multipart upload.
+const INLINE_LIMIT: usize = 1024 * 1024;
+/// Part size of multipart uploads: the most a writer holds in memory.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// From this many objects on, [`BlobStore::sync`] on a local folder flushes the whole file system
+/// once (`syncfs`) instead of each file and folder: a group commit.
+const SYNCFS_FROM: usize = 8;
+
+/// A [`BlobStore`] over any `object_store` backend.
+pub struct ObjectBlobStore {
+    store: Arc<dyn ObjectStore>,
+    /// Root folder when the backend is the local file system: `sync` then fsyncs.
+    local_root: Option<PathBuf>,
+    runtime: Arc<Runtime>,
+    description: String,
+}
+
+fn unavailable(description: &str, action: impl Into<String>, source: object_store::Error) -> Error {
+    match source {
+        object_store::Error::NotFound { path, .. } => Error::NotFound { what: format!("blob {path}") },
+        source => Error::Unavailable { backend: description.to_owned(), action: action.into(), source: Box::new(source) },
+    }
+}
+
+impl ObjectBlobStore {
+    /// A store in the local folder `root` (created if missing). Objects are files under it,
+    /// named by their key; writes are staged and renamed, and made durable by [`BlobStore::sync`].
+    pub fn local(root: &FsPath) -> Result<ObjectBlobStore> {
+        std::fs::create_dir_all(root).map_err(|source| Error::Io { action: "creating blob folder", target: root.display().to_string(), source })?;
+        let root = root.canonicalize().map_err(|source| Error::Io { action: "opening blob folder", target: root.display().to_string(), source })?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| unavailable("local folder", format!("opening {}", root.display()), e))?
+            .with_automatic_cleanup(true);
+        let description = format!("local folder {}", root.display());
+        Self::build(Arc::new(store), Some(root), description)
+    }
+
+    /// A store in memory, for tests and ephemeral use.
+    pub fn in_memory() -> Result<ObjectBlobStore> {
+        Self::build(Arc::new(InMemory::new()), None, "memory".to_owned())
+    }
+
+    /// A store over any `object_store` backend (already configured), described as `description`.
+    /// Completion of a write is taken as durable, as object stores acknowledge durable writes.
+    pub fn from_object_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Result<ObjectBlobStore> {
+        Self::build(store, None, description.into())
+    }
+
+    fn build(store: Arc<dyn ObjectStore>, local_root: Option<PathBuf>, description: String) -> Result<ObjectBlobStore> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pacs-blob")
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io { action: "starting blob runtime", target: description.clone(), source })?;
+        Ok(ObjectBlobStore { store, local_root, runtime: Arc::new(runtime), description })
+    }
+
+    fn path(key: &BlobKey) -> Path {
+        Path::from(key.as_str())
+    }
+
+    fn fsync_local(&self, root: &FsPath, keys: &[BlobKey]) -> Result<()> {
+        let io_err = |action, target: &FsPath| {
+            let target = target.display().to_string();
+            move |source| Error::Io { action, target, source }
+        };
+        if keys.len() >= SYNCFS_FROM {
+            let dir = std::fs::File::open(root).map_err(io_err("opening blob folder", root))?;
+            return rustix::fs::syncfs(&dir).map_err(|e| Error::Io { action: "syncing file system of", target: root.display().to_string(), source: e.into() });
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for key in keys {
+            let file = root.join(key.as_str());
+            std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(io_err("syncing blob", &file))?;
+            // The key's folders may be new: their entries must be durable too.
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                if !dirs.iter().any(|x| x == d) {
+                    dirs.push(d.to_path_buf());
+                }
+                if d == root {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        for d in dirs {
+            std::fs::File::open(&d).and_then(|f| f.sync_all()).map_err(io_err("syncing folder", &d))?;
+        }
+        Ok(())
+    }
+}
+
+impl BlobStore for ObjectBlobStore {
+    fn create(&self, key: &BlobKey) -> Result<Box<dyn BlobWrite>> {
+        Ok(Box::new(Writer {
+            store: Arc::clone(&self.store),
+            runtime: Arc::clone(&self.runtime),
+            path: Self::path(key),
+            buffer: Vec::new(),
+            multipart: None,
+            description: self.description.clone(),
+        }))
+    }
+
+    fn sync(&self, keys: &[BlobKey]) -> Result<()> {
+        match &self.local_root {
+            Some(root) if !keys.is_empty() => self.fsync_local(root, keys),
+            _ => Ok(()),
+        }
+    }
+
+    fn open(&self, key: &BlobKey) -> Result<Box<dyn Read + Send>> {
+        let path = Self::path(key);
+        let result = self.runtime.block_on(self.store.get(&path)).map_err(|e| unavailable(&self.description, format!("reading {key}"), e))?;
+        match result.payload {
+            GetResultPayload::File(file, _) => Ok(Box::new(file)),
+            GetResultPayload::Stream(stream) => Ok(Box::new(StreamReader { stream, runtime: Arc::clone(&self.runtime), current: Bytes::new() })),
+        }
+    }
+
+    fn read_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Bytes> {
+        self.runtime
+            .block_on(self.store.get_range(&Self::path(key), range))
+            .map_err(|e| unavailable(&self.description, format!("reading a range of {key}"), e))
+    }
+
+    fn size(&self, key: &BlobKey) -> Result<Option<u64>> {
+        match self.runtime.block_on(self.store.head(&Self::path(key))) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable(&self.description, format!("looking up {key}"), e)),
+        }
+    }
+
+    fn delete(&self, key: &BlobKey) -> Result<()> {
+        match self.runtime.block_on(self.store.delete(&Self::path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(&self.description, format!("deleting {key}"), e)),
+        }
+    }
+
+    fn list(&self, f: &mut dyn FnMut(BlobKey, u64)) -> Result<()> {
+        let description = &self.description;
+        self.runtime.block_on(async {
+            let mut listing = self.store.list(None);
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| unavailable(description, "listing blobs", e))?;
+                // Anything that is not a valid key (staging leftovers, foreign files) is not ours.
+                if let Ok(key) = BlobKey::new(meta.location.as_ref()) {
+                    f(key, meta.size);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+struct Writer {
+    store: Arc<dyn ObjectStore>,
+    runtime: Arc<Runtime>,
+    path: Path,
+    buffer: Vec<u8>,
+    multipart: Option<WriteMultipart>,
+    description: String,
+}
+
+impl Writer {
+    fn fail(&self, action: &str, e: object_store::Error) -> Error {
+        unavailable(&self.description, format!("{action} {}", self.path), e)
+    }
+}
+
+impl BlobWrite for Writer {
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if let Some(upload) = &mut self.multipart {
+            upload.write(buf);
+            let waited = self.runtime.block_on(upload.wait_for_capacity(2));
+            return waited.map_err(|e| self.fail("writing", e));
+        }
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() > INLINE_LIMIT {
+            let upload = self.runtime.block_on(self.store.put_multipart(&self.path)).map_err(|e| self.fail("starting upload of", e))?;
+            let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            upload.write(&std::mem::take(&mut self.buffer));
+            self.multipart = Some(upload);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        match self.multipart.take() {
+            Some(upload) => self.runtime.block_on(upload.finish()).map(drop).map_err(|e| self.fail("completing", e)),
+            None => {
+                let payload = PutPayload::from(Bytes::from(std::mem::take(&mut self.buffer)));
+                self.runtime.block_on(self.store.put(&self.path, payload)).map(drop).map_err(|e| self.fail("writing", e))
+            }
+        }
+    }
+
+    fn abort(mut self: Box<Self>) {
+        if let Some(upload) = self.multipart.take() {
+            if let Err(e) = self.runtime.block_on(upload.abort()) {
+                tracing::warn!(path = %self.path, error = %e, "aborting an upload failed; a staging leftover may remain");
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(upload) = self.multipart.take() {
+            let _ = self.runtime.block_on(upload.abort());
+        }
+    }
+}
+
+struct StreamReader {
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    runtime: Arc<Runtime>,
+    current: Bytes,
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.runtime.block_on(self.stream.next()) {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

@@ -1,0 +1,1 @@
+//! Examples of embedding the PACS engine; see the `examples` folder.
