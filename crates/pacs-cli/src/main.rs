@@ -1,1 +1,405 @@
-fn main() {}
+//! `pacs`: the command line of the PACS engine. It parses arguments and composes the crates;
+//! the work is done by `pacs_store::Archive`.
+
+mod config;
+mod import;
+mod output;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use pacs_core::{Attribute, MatchOptions, Query, QueryLevel, Scope, Uid};
+use pacs_store::{Archive, ArchiveConfig, VerifyOptions};
+
+/// A vendor-neutral DICOM archive.
+#[derive(Parser)]
+#[command(name = "pacs", version, about, long_about = None)]
+struct Cli {
+    /// Data directory holding the index (index.sqlite) and the original files (blobs/).
+    /// Default: $XDG_DATA_HOME/pacs or ~/.local/share/pacs.
+    #[arg(long, global = true, env = "PACS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file (default: pacs.toml in the data directory, if present).
+    #[arg(long, global = true, env = "PACS_CONFIG")]
+    config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import DICOM files and folders (recursively) into the archive.
+    Import {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print a JSON report on standard output instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Parallel workers.
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+        /// What to do with a different object under a stored SOP Instance UID: keep, replace, reject.
+        #[arg(long)]
+        policy: Option<String>,
+    },
+    /// Query the index.
+    Query(QueryArgs),
+    /// Copy the stored files of a patient, study, series or instance to a folder, byte for byte.
+    Export {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Destination folder (created if missing); files are named <SOPInstanceUID>.dcm.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Delete a patient, study, series or instance from the archive.
+    Delete {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Check that index and stored files agree; optionally repair (re-index orphan files).
+    Verify {
+        /// Read every file and compare its SHA-256 with the index (slower; sizes are always checked).
+        #[arg(long)]
+        checksums: bool,
+        /// Re-index orphan files, and delete orphans that duplicate an indexed instance.
+        #[arg(long)]
+        repair: bool,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show counts of patients, studies, series, instances and bytes.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ScopeArgs {
+    /// A patient, by Patient ID (with --issuer if needed).
+    #[arg(long)]
+    patient: Option<String>,
+    /// A study, by Study Instance UID.
+    #[arg(long)]
+    study: Option<String>,
+    /// A series, by Series Instance UID.
+    #[arg(long)]
+    series: Option<String>,
+    /// An instance, by SOP Instance UID.
+    #[arg(long)]
+    instance: Option<String>,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Level of the records returned: patient, study, series or instance.
+    #[arg(long, short, default_value = "study")]
+    level: String,
+    /// Patient ID (wildcards * and ? allowed).
+    #[arg(long)]
+    patient_id: Option<String>,
+    /// Patient's name, e.g. 'DOE^*'.
+    #[arg(long)]
+    patient_name: Option<String>,
+    /// Study date or range: 20240101, 20240101-20240131, -20240101, 20240101-.
+    #[arg(long)]
+    study_date: Option<String>,
+    /// Modality (at study level: matches Modalities in Study).
+    #[arg(long)]
+    modality: Option<String>,
+    /// Accession number.
+    #[arg(long)]
+    accession: Option<String>,
+    /// Study Instance UID(s), backslash-separated.
+    #[arg(long)]
+    study_uid: Option<String>,
+    /// Series Instance UID(s), backslash-separated.
+    #[arg(long)]
+    series_uid: Option<String>,
+    /// Generic key as in DCMTK's findscu: -k Keyword=Value, -k GGGG,EEEE=Value, or -k Keyword to return it.
+    #[arg(short = 'k', long = "key")]
+    keys: Vec<String>,
+    /// Match person names without regard to case.
+    #[arg(long)]
+    fuzzy: bool,
+    /// At most this many records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Skip this many records first.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = output::Format::Table)]
+    format: output::Format,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+            // The reader of our output went away (`pacs query | head`): not an error.
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("pacs: error: {}", message.replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn open_archive(settings: &config::Settings) -> anyhow::Result<Archive> {
+    let config = ArchiveConfig { duplicate_policy: settings.duplicate_policy, ..ArchiveConfig::default() };
+    Archive::open(&settings.data_dir, config).with_context(|| format!("cannot open the archive in {}", settings.data_dir.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut settings = config::resolve(cli.data_dir.as_deref(), cli.config.as_deref())?;
+    match cli.command {
+        Command::Import { paths, json, jobs, policy } => {
+            if let Some(p) = policy {
+                settings.duplicate_policy = config::parse_policy(&p)?;
+            }
+            let archive = open_archive(&settings)?;
+            let show = !json && std::io::stderr().is_terminal();
+            let report = import::run(&archive, &paths, jobs.unwrap_or(settings.jobs), settings.batch, show)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} files: {} imported ({:.1} MB), {} already present, {} kept existing, {} replaced, {} rejected",
+                    report.files,
+                    report.imported,
+                    report.bytes as f64 / 1e6,
+                    report.already_present,
+                    report.kept_existing,
+                    report.replaced,
+                    report.rejected.len()
+                )?;
+                for f in &report.rejected {
+                    writeln!(out, "rejected {}: {}", f.path.display(), f.reason)?;
+                }
+                for w in &report.warnings {
+                    tracing::info!(path = %w.path.display(), "{}", w.reason);
+                }
+            }
+            Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Query(args) => {
+            let archive = open_archive(&settings)?;
+            let query = build_query(&args)?;
+            let rows = archive.query(&query)?;
+            let columns = query.return_attributes();
+            output::write(&mut std::io::stdout().lock(), args.format, &columns, &rows)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { scope, out } => {
+            let archive = open_archive(&settings)?;
+            let scope = scope.resolve()?;
+            let records = archive.instances(&scope)?;
+            if records.is_empty() {
+                bail!("nothing stored for {}", describe(&scope));
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let progress = if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(records.len() as u64) } else { indicatif::ProgressBar::hidden() };
+            for record in &records {
+                let target = out.join(format!("{}.dcm", record.sop_instance_uid));
+                let mut reader = archive.read(record)?;
+                let mut file = std::fs::File::create(&target).with_context(|| format!("cannot create {}", target.display()))?;
+                let copied = std::io::copy(&mut reader, &mut file).with_context(|| format!("cannot write {}", target.display()))?;
+                if copied != record.size {
+                    bail!("stored object {} has {copied} bytes, the index says {}: run `pacs verify`", record.sop_instance_uid, record.size);
+                }
+                progress.inc(1);
+            }
+            progress.finish_and_clear();
+            println!("exported {} instances to {}", records.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete { scope } => {
+            let archive = open_archive(&settings)?;
+            let scope = scope.resolve()?;
+            let removed = archive.delete(&scope)?;
+            if removed.is_empty() {
+                bail!("nothing stored for {}", describe(&scope));
+            }
+            println!("deleted {} instances of {}", removed.len(), describe(&scope));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { checksums, repair, json } => {
+            let archive = open_archive(&settings)?;
+            let total = archive.stats()?.instances;
+            let progress = if !json && std::io::stderr().is_terminal() { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+            let report = archive.verify(VerifyOptions { checksums, repair }, &mut |n| progress.set_position(n))?;
+            progress.finish_and_clear();
+            let mut out = std::io::stdout().lock();
+            if json {
+                let value = serde_json::json!({
+                    "checked": report.checked,
+                    "missing": report.missing.iter().map(|(u, k)| serde_json::json!({"sop_instance_uid": u.as_str(), "blob": k.as_str()})).collect::<Vec<_>>(),
+                    "corrupt": report.corrupt.iter().map(|(u, k, w)| serde_json::json!({"sop_instance_uid": u.as_str(), "blob": k.as_str(), "problem": w})).collect::<Vec<_>>(),
+                    "orphans": report.orphans.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                    "reindexed": report.reindexed.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                    "removed": report.removed.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                    "unrepairable": report.unrepairable.iter().map(|(k, w)| serde_json::json!({"blob": k.as_str(), "problem": w})).collect::<Vec<_>>(),
+                    "clean": report.is_clean(),
+                });
+                serde_json::to_writer_pretty(&mut out, &value)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "checked {} instances: {} missing files, {} corrupt, {} orphan files ({} re-indexed, {} redundant removed, {} unrepairable)",
+                    report.checked,
+                    report.missing.len(),
+                    report.corrupt.len(),
+                    report.orphans.len(),
+                    report.reindexed.len(),
+                    report.removed.len(),
+                    report.unrepairable.len()
+                )?;
+                for (uid, key) in &report.missing {
+                    writeln!(out, "missing file {key} of instance {uid}")?;
+                }
+                for (uid, key, what) in &report.corrupt {
+                    writeln!(out, "corrupt file {key} of instance {uid}: {what}")?;
+                }
+                if !repair {
+                    for key in &report.orphans {
+                        writeln!(out, "orphan file {key} (run with --repair to re-index)")?;
+                    }
+                }
+                for (key, why) in &report.unrepairable {
+                    writeln!(out, "unrepairable orphan {key}: {why}")?;
+                }
+            }
+            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Stats { json } => {
+            let archive = open_archive(&settings)?;
+            let s = archive.stats()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"patients": s.patients, "studies": s.studies, "series": s.series, "instances": s.instances, "bytes": s.bytes, "data_dir": settings.data_dir})
+                );
+            } else {
+                println!("data directory  {}", settings.data_dir.display());
+                println!("patients        {}", s.patients);
+                println!("studies         {}", s.studies);
+                println!("series          {}", s.series);
+                println!("instances       {}", s.instances);
+                println!("bytes           {} ({:.1} MB)", s.bytes, s.bytes as f64 / 1e6);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl ScopeArgs {
+    fn resolve(&self) -> anyhow::Result<Scope> {
+        let uid = |text: &str| Uid::new(text).map_err(|e| anyhow!("{e}"));
+        Ok(match (&self.patient, &self.study, &self.series, &self.instance) {
+            (Some(id), ..) => Scope::Patient { id: id.clone(), issuer: String::new() },
+            (_, Some(u), ..) => Scope::Study(uid(u)?),
+            (_, _, Some(u), _) => Scope::Series(uid(u)?),
+            (_, _, _, Some(u)) => Scope::Instance(uid(u)?),
+            _ => bail!("give one of --patient, --study, --series or --instance"),
+        })
+    }
+}
+
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Scope::Patient { id, .. } => format!("patient {id:?}"),
+        Scope::Study(u) => format!("study {u}"),
+        Scope::Series(u) => format!("series {u}"),
+        Scope::Instance(u) => format!("instance {u}"),
+    }
+}
+
+/// Builds the query from friendly filters and generic `-k` keys.
+fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
+    let mut level = QueryLevel::parse(&args.level)?;
+    let mut keys: Vec<(Attribute, Option<String>)> = Vec::new();
+    for key in &args.keys {
+        let (name, value) = match key.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.to_owned())),
+            None => (key.trim(), None),
+        };
+        if name == "QueryRetrieveLevel" || name.eq_ignore_ascii_case("0008,0052") || name.eq_ignore_ascii_case("00080052") {
+            level = QueryLevel::parse(value.as_deref().unwrap_or(""))?;
+            continue;
+        }
+        let attribute = Attribute::parse(name).ok_or_else(|| {
+            anyhow!(
+                "-k {name}: not an indexed attribute (indexed: {})",
+                Attribute::ALL.iter().map(|a| a.keyword()).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        keys.push((attribute, value));
+    }
+    let modality = if level == QueryLevel::Study || level == QueryLevel::Patient { Attribute::ModalitiesInStudy } else { Attribute::Modality };
+    for (attribute, value) in [
+        (Attribute::PatientId, &args.patient_id),
+        (Attribute::PatientName, &args.patient_name),
+        (Attribute::StudyDate, &args.study_date),
+        (modality, &args.modality),
+        (Attribute::AccessionNumber, &args.accession),
+        (Attribute::StudyInstanceUid, &args.study_uid),
+        (Attribute::SeriesInstanceUid, &args.series_uid),
+    ] {
+        if let Some(v) = value {
+            keys.push((attribute, Some(v.clone())));
+        }
+    }
+    let mut query = Query::new(level);
+    query.options = MatchOptions { case_insensitive_pn: args.fuzzy, combine_datetime: true };
+    query.limit = args.limit;
+    query.offset = args.offset;
+    for (attribute, value) in keys {
+        match value {
+            Some(v) => query = query.with(attribute, &v)?,
+            None => {
+                if attribute.level() > level {
+                    bail!("{} is a {} level attribute and cannot be returned at {} level", attribute.keyword(), attribute.level(), level);
+                }
+                query.include.push(attribute);
+            }
+        }
+    }
+    Ok(query)
+}

@@ -30,7 +30,7 @@ pub enum Error {
         reason: String,
     },
     /// The data is not an acceptable DICOM object; nothing was stored.
-    #[error("rejected: {0}")]
+    #[error(transparent)]
     Rejected(#[from] crate::Rejection),
     /// A record or blob that was asked for does not exist.
     #[error("not found: {what}")]

@@ -162,11 +162,12 @@ pub fn scan(source: &mut dyn Read, wanted: &dyn Fn(Tag) -> bool, limits: ScanLim
     }
     walker.out.big_endian = walker.big_endian;
     if ts == DEFLATED_EXPLICIT_VR_LE {
-        if first.is_some() {
-            return Err(Rejection::Malformed { offset: walker.src.pos, what: "deflated data set starts inside the file meta".into() }.into());
-        }
         let Walker { src, wanted, limits, out, .. } = walker;
-        let mut inflater = flate2::read::DeflateDecoder::new(src.inner);
+        // The first four bytes of the deflated stream were read while looking for the end of
+        // the file meta: put them back in front.
+        let head = first.unwrap_or_default();
+        let head = &head[..if first.is_some() { 4 } else { 0 }];
+        let mut inflater = flate2::read::DeflateDecoder::new(head.chain(src.inner));
         let mut inner = Walker {
             src: Counting { inner: &mut inflater, pos: 0 },
             explicit: true,
@@ -181,7 +182,7 @@ pub fn scan(source: &mut dyn Read, wanted: &dyn Fn(Tag) -> bool, limits: ScanLim
         inner.out.pixel = PixelLayout::Unknown;
         let out = inner.out;
         // Whatever follows the deflate stream is read too, so that a tee sees the whole object.
-        let mut rest = inflater.into_inner();
+        let mut rest = inflater.into_inner().into_inner().1;
         io::copy(&mut rest, &mut io::sink()).map_err(ScanError::Io)?;
         return Ok(out);
     }
@@ -306,6 +307,11 @@ impl Walker<'_, '_> {
     fn explicit_header(&mut self) -> Result<([u8; 2], u32), ScanError> {
         let mut vr = [0u8; 2];
         self.read_exact(&mut vr, "VR")?;
+        Ok((vr, self.explicit_length(vr)?))
+    }
+
+    /// The length of an explicit VR element whose VR was just read.
+    fn explicit_length(&mut self, vr: [u8; 2]) -> Result<u32, ScanError> {
         if !vr.iter().all(u8::is_ascii_uppercase) {
             return self.fail(format!("invalid VR bytes {:02X} {:02X}", vr[0], vr[1]));
         }
@@ -313,17 +319,18 @@ impl Walker<'_, '_> {
         if long {
             let mut b = [0u8; 6];
             self.read_exact(&mut b, "element length")?;
-            Ok((vr, self.u32([b[2], b[3], b[4], b[5]])))
+            Ok(self.u32([b[2], b[3], b[4], b[5]]))
         } else {
             let mut b = [0u8; 2];
             self.read_exact(&mut b, "element length")?;
-            Ok((vr, u32::from(self.u16(b))))
+            Ok(u32::from(self.u16(b)))
         }
     }
 
     /// Walks elements until the end of the stream (depth 0), the end of a defined-length item
     /// (`end`), or an item delimiter.
     fn dataset(&mut self, depth: usize, end: Option<u64>, mut first: Option<[u8; 4]>) -> Result<(), ScanError> {
+        let mut probe = depth == 0;
         loop {
             if let Some(end) = end {
                 if self.src.pos >= end {
@@ -357,11 +364,25 @@ impl Walker<'_, '_> {
                     _ => return self.fail(format!("unexpected ({:04X},{:04X}) inside a data set", tag.0, tag.1)),
                 }
             }
-            let (vr, len) = if self.explicit { self.explicit_header().map(|(v, l)| (Some(v), l))? } else {
+            let (vr, len) = if self.explicit {
+                let mut vr = [0u8; 2];
+                self.read_exact(&mut vr, "VR")?;
+                if probe && !vr.iter().all(u8::is_ascii_uppercase) && !self.big_endian {
+                    // Some writers label an implicit VR data set as explicit (pydicom and
+                    // others read it anyway): the two bytes begin a 4-byte implicit length.
+                    self.explicit = false;
+                    let mut rest = [0u8; 2];
+                    self.read_exact(&mut rest, "element length")?;
+                    (None, self.u32([vr[0], vr[1], rest[0], rest[1]]))
+                } else {
+                    (Some(vr), self.explicit_length(vr)?)
+                }
+            } else {
                 let mut b = [0u8; 4];
                 self.read_exact(&mut b, "element length")?;
                 (None, self.u32(b))
             };
+            probe = false;
             if depth == 0 && tag == PIXEL_DATA {
                 self.pixel_data(len)?;
                 continue;
@@ -604,6 +625,7 @@ pub(crate) mod tests {
         b.bytes.extend_from_slice(b"DOE");
         check(&b.bytes, "truncated");
         let mut b = Builder::new(EXPLICIT_VR_LE);
+        b.element((0x0008, 0x0016), b"UI", b"1.2\0");
         b.bytes.extend_from_slice(&[0x10, 0, 0x10, 0, b'x', b'1', 0, 0]);
         check(&b.bytes, "invalid VR");
         let mut b = Builder::new(EXPLICIT_VR_LE);

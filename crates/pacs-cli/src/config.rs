@@ -1,0 +1,93 @@
+//! Settings: defaults, then the TOML config file, then environment variables, then flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use pacs_core::DuplicatePolicy;
+use serde::Deserialize;
+
+/// The config file, all fields optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory (index and blobs).
+    pub data_dir: Option<PathBuf>,
+    /// `keep` (default), `replace` or `reject`.
+    pub duplicate_policy: Option<String>,
+    /// Import settings.
+    #[serde(default)]
+    pub import: ImportConfig,
+}
+
+/// The `[import]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Parallel workers (default: the number of cores, at least 2).
+    pub jobs: Option<usize>,
+    /// Objects committed together (default 64).
+    pub batch: Option<usize>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Duplicate policy.
+    pub duplicate_policy: DuplicatePolicy,
+    /// Import workers.
+    pub jobs: usize,
+    /// Import batch size.
+    pub batch: usize,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/pacs`, else `~/.local/share/pacs`, else `./pacs-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("pacs");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/pacs"),
+        None => PathBuf::from("pacs-data"),
+    }
+}
+
+/// Parses a duplicate policy name.
+pub fn parse_policy(text: &str) -> anyhow::Result<DuplicatePolicy> {
+    Ok(match text.trim().to_ascii_lowercase().as_str() {
+        "keep" | "keep-existing" => DuplicatePolicy::KeepExisting,
+        "replace" => DuplicatePolicy::Replace,
+        "reject" => DuplicatePolicy::Reject,
+        other => bail!("unknown duplicate policy {other:?} (expected keep, replace or reject)"),
+    })
+}
+
+/// Resolves the settings. `data_dir` and `config` come from flags or their environment variables
+/// (`PACS_DATA_DIR`, `PACS_CONFIG`); `PACS_DUPLICATE_POLICY` and `PACS_IMPORT_JOBS` override
+/// the file. Without `--config`, `pacs.toml` in the data directory is read if it exists.
+pub fn resolve(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result<Settings> {
+    let file_path = match (config, data_dir) {
+        (Some(c), _) => Some(c.to_path_buf()),
+        (None, Some(d)) => Some(d.join("pacs.toml")).filter(|p| p.exists()),
+        (None, None) => Some(default_data_dir().join("pacs.toml")).filter(|p| p.exists()),
+    };
+    let file: FileConfig = match &file_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = data_dir.map(Path::to_path_buf).or(file.data_dir).unwrap_or_else(default_data_dir);
+    let policy_text = std::env::var("PACS_DUPLICATE_POLICY").ok().or(file.duplicate_policy);
+    let duplicate_policy = match policy_text {
+        Some(p) => parse_policy(&p)?,
+        None => DuplicatePolicy::KeepExisting,
+    };
+    let jobs = match std::env::var("PACS_IMPORT_JOBS").ok() {
+        Some(j) => j.parse().with_context(|| format!("PACS_IMPORT_JOBS={j:?} is not a number"))?,
+        None => file.import.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
+    };
+    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1) })
+}
