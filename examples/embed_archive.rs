@@ -10,11 +10,15 @@ use pacs_store::{Archive, ArchiveConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let data_dir = match args.get(1) {
+    run(args.first().map(String::as_str), args.get(1).map(String::as_str))
+}
+
+fn run(file: Option<&str>, data_dir: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let data_dir = match data_dir {
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::temp_dir().join(format!("pacs-example-{}", std::process::id())),
     };
-    let bytes = match args.first() {
+    let bytes = match file {
         Some(path) => std::fs::read(path)?,
         None => pacs_examples::tiny_object(),
     };
@@ -39,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(stored, bytes, "the archive returns the bytes it received");
     println!("retrieved {} bytes, SHA-256 {}", stored.len(), record.checksum);
 
-    if args.get(1).is_none() {
+    if file.is_none() {
         std::fs::remove_dir_all(&data_dir)?;
     }
     Ok(())
@@ -47,5 +51,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[test]
 fn example_runs() {
-    main().expect("the example runs on its generated object");
+    run(None, None).expect("the example runs on its generated object");
 }
