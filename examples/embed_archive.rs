@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run(file: Option<&str>, data_dir: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let temporary = data_dir.is_none();
     let data_dir = match data_dir {
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::temp_dir().join(format!("pacs-example-{}", std::process::id())),
@@ -43,7 +44,7 @@ fn run(file: Option<&str>, data_dir: Option<&str>) -> Result<(), Box<dyn std::er
     assert_eq!(stored, bytes, "the archive returns the bytes it received");
     println!("retrieved {} bytes, SHA-256 {}", stored.len(), record.checksum);
 
-    if file.is_none() {
+    if temporary {
         std::fs::remove_dir_all(&data_dir)?;
     }
     Ok(())
