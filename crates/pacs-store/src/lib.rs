@@ -14,3 +14,8 @@ pub mod sqlite;
 pub use archive::{Archive, ArchiveConfig, IngestReport, Staged, VerifyOptions, VerifyReport};
 pub use blob::ObjectBlobStore;
 pub use sqlite::SqliteIndex;
+
+/// The README's Rust snippets, compiled as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
