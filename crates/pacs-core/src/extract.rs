@@ -81,11 +81,7 @@ pub struct Stored {
 /// reported in the returned warnings; the stored bytes keep them as received.
 pub fn extract(scanned: &ScannedObject, stored: Stored) -> Result<(InstanceRecord, Vec<String>), Rejection> {
     let mut warnings = Vec::new();
-    let charset = scanned
-        .elements
-        .get(&SPECIFIC_CHARACTER_SET)
-        .map(|e| SpecificCharacterSet::from_raw(&e.bytes))
-        .unwrap_or_default();
+    let charset = scanned.elements.get(&SPECIFIC_CHARACTER_SET).map(|e| SpecificCharacterSet::from_raw(&e.bytes)).unwrap_or_default();
     if !charset.unknown_terms().is_empty() {
         warnings.push(format!("unknown Specific Character Set terms {:?}, decoded as Latin-1", charset.unknown_terms()));
     }
@@ -116,10 +112,7 @@ pub fn extract(scanned: &ScannedObject, stored: Stored) -> Result<(InstanceRecor
     let study_instance_uid = uid(Attribute::StudyInstanceUid)?;
     let series_instance_uid = uid(Attribute::SeriesInstanceUid)?;
     if !scanned.media_sop_instance.is_empty() && scanned.media_sop_instance != sop_instance_uid.as_str() {
-        warnings.push(format!(
-            "MediaStorageSOPInstanceUID {} differs from SOPInstanceUID {}",
-            scanned.media_sop_instance, sop_instance_uid
-        ));
+        warnings.push(format!("MediaStorageSOPInstanceUID {} differs from SOPInstanceUID {}", scanned.media_sop_instance, sop_instance_uid));
     }
     let number = |tag: Tag| scanned.elements.get(&tag).and_then(|e| binary_u16(e, scanned.big_endian)).map(u64::from);
     let frame_size = match scanned.pixel {

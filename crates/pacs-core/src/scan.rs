@@ -168,15 +168,7 @@ pub fn scan(source: &mut dyn Read, wanted: &dyn Fn(Tag) -> bool, limits: ScanLim
         let head = first.unwrap_or_default();
         let head = &head[..if first.is_some() { 4 } else { 0 }];
         let mut inflater = flate2::read::DeflateDecoder::new(head.chain(src.inner));
-        let mut inner = Walker {
-            src: Counting { inner: &mut inflater, pos: 0 },
-            explicit: true,
-            big_endian: false,
-            wanted,
-            limits,
-            out,
-            scratch: Vec::new(),
-        };
+        let mut inner = Walker { src: Counting { inner: &mut inflater, pos: 0 }, explicit: true, big_endian: false, wanted, limits, out, scratch: Vec::new() };
         inner.dataset(0, None, None)?;
         // Offsets inside the inflated stream do not address the stored bytes.
         inner.out.pixel = PixelLayout::Unknown;
@@ -221,16 +213,12 @@ impl Walker<'_, '_> {
     }
 
     fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), ScanError> {
-        if self.read_or_end(buf)? {
-            Ok(())
-        } else {
-            Err(Rejection::Truncated { offset: self.src.pos, what: what.into() }.into())
-        }
+        if self.read_or_end(buf)? { Ok(()) } else { Err(Rejection::Truncated { offset: self.src.pos, what: what.into() }.into()) }
     }
 
     fn skip(&mut self, mut n: u64) -> Result<(), ScanError> {
-        if self.scratch.len() < 256 * 1024 {
-            self.scratch.resize(256 * 1024, 0);
+        if self.scratch.len() < 64 * 1024 {
+            self.scratch.resize(64 * 1024, 0);
         }
         while n > 0 {
             let want = n.min(self.scratch.len() as u64) as usize;

@@ -27,6 +27,10 @@ use sha2::{Digest, Sha256};
 use crate::blob::ObjectBlobStore;
 use crate::sqlite::SqliteIndex;
 
+/// Size of read buffers: below the allocator's mmap threshold, so that buffers are recycled
+/// rather than mapped and unmapped for every small object.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Settings of an [`Archive`].
 #[derive(Clone, Debug)]
 pub struct ArchiveConfig {
@@ -135,7 +139,7 @@ impl Read for Tee<'_> {
 /// The lowercase hexadecimal SHA-256 of a stream.
 pub fn sha256_hex(source: &mut dyn Read) -> io::Result<String> {
     let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; READ_BUFFER];
     loop {
         let n = source.read(&mut buf)?;
         if n == 0 {
@@ -199,7 +203,7 @@ impl Archive {
         let key = BlobKey::for_id(uuid::Uuid::now_v7().as_u128());
         let mut writer = self.blobs.create(&key)?;
         let mut tee = Tee { source, blob: writer.as_mut(), hash: Sha256::new(), size: 0, failed: None };
-        let scanned = scan::scan(&mut BufReader::with_capacity(256 * 1024, &mut tee), &extract::wanted, self.config.scan_limits);
+        let scanned = scan::scan(&mut BufReader::with_capacity(READ_BUFFER, &mut tee), &extract::wanted, self.config.scan_limits);
         let (hash, size, failed) = (tee.hash, tee.size, tee.failed);
         let scanned = match (scanned, failed) {
             (_, Some(e)) => {
@@ -338,9 +342,10 @@ impl Archive {
                     report.corrupt.push((record.sop_instance_uid, record.blob, what));
                 }
                 Some(_) if options.checksums => {
-                    let actual = self.blobs.open(&record.blob).and_then(|mut r| {
-                        sha256_hex(&mut r).map_err(|source| Error::Io { action: "reading blob", target: record.blob.to_string(), source })
-                    })?;
+                    let actual = self
+                        .blobs
+                        .open(&record.blob)
+                        .and_then(|mut r| sha256_hex(&mut r).map_err(|source| Error::Io { action: "reading blob", target: record.blob.to_string(), source }))?;
                     if actual != record.checksum {
                         let what = format!("SHA-256 {actual}, index says {}", record.checksum);
                         report.corrupt.push((record.sop_instance_uid, record.blob, what));
@@ -372,7 +377,7 @@ impl Archive {
     fn reindex(&self, key: &BlobKey) -> Result<Option<Uid>> {
         let mut reader = self.blobs.open(key)?;
         let mut counted = Counted { inner: &mut reader, hash: Sha256::new(), size: 0 };
-        let scanned = scan::scan(&mut BufReader::with_capacity(256 * 1024, &mut counted), &extract::wanted, self.config.scan_limits).map_err(scan_error)?;
+        let scanned = scan::scan(&mut BufReader::with_capacity(READ_BUFFER, &mut counted), &extract::wanted, self.config.scan_limits).map_err(scan_error)?;
         let stored = Stored { blob: key.clone(), size: counted.size, checksum: hex(&counted.hash.finalize()) };
         let (record, _) = extract::extract(&scanned, stored).map_err(Error::Rejected)?;
         let uid = record.sop_instance_uid.clone();

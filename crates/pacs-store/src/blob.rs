@@ -143,9 +143,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     fn read_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Bytes> {
-        self.runtime
-            .block_on(self.store.get_range(&Self::path(key), range))
-            .map_err(|e| unavailable(&self.description, format!("reading a range of {key}"), e))
+        self.runtime.block_on(self.store.get_range(&Self::path(key), range)).map_err(|e| unavailable(&self.description, format!("reading a range of {key}"), e))
     }
 
     fn size(&self, key: &BlobKey) -> Result<Option<u64>> {
@@ -200,6 +198,8 @@ impl Writer {
 
 impl BlobWrite for Writer {
     fn write(&mut self, buf: &[u8]) -> Result<()> {
+        // `WriteMultipart::write` spawns the upload of each full part on the current runtime.
+        let _runtime = self.runtime.enter();
         if let Some(upload) = &mut self.multipart {
             upload.write(buf);
             let waited = self.runtime.block_on(upload.wait_for_capacity(2));

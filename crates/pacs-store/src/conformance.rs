@@ -221,10 +221,9 @@ pub fn natural_key(level: QueryLevel, row: &QueryRow) -> Vec<String> {
 
 fn record_key(level: QueryLevel, record: &InstanceRecord) -> Vec<String> {
     match level {
-        QueryLevel::Patient => vec![
-            record.get(Attribute::PatientId).unwrap_or("").to_owned(),
-            record.get(Attribute::IssuerOfPatientId).unwrap_or("").to_owned(),
-        ],
+        QueryLevel::Patient => {
+            vec![record.get(Attribute::PatientId).unwrap_or("").to_owned(), record.get(Attribute::IssuerOfPatientId).unwrap_or("").to_owned()]
+        }
         QueryLevel::Study => vec![record.study_instance_uid.to_string()],
         QueryLevel::Series => vec![record.series_instance_uid.to_string()],
         QueryLevel::Instance => vec![record.sop_instance_uid.to_string()],
@@ -267,11 +266,8 @@ pub fn expected_rows(records: &[InstanceRecord], level: QueryLevel) -> Vec<Query
             let study = &r.study_instance_uid;
             let in_study: Vec<&InstanceRecord> = records.iter().filter(|x| &x.study_instance_uid == study).collect();
             let series: BTreeSet<&Uid> = in_study.iter().map(|x| &x.series_instance_uid).collect();
-            let modalities: BTreeSet<&str> = series
-                .iter()
-                .filter_map(|s| first[&(QueryLevel::Series, vec![s.to_string()])].get(Attribute::Modality))
-                .filter(|m| !m.is_empty())
-                .collect();
+            let modalities: BTreeSet<&str> =
+                series.iter().filter_map(|s| first[&(QueryLevel::Series, vec![s.to_string()])].get(Attribute::Modality)).filter(|m| !m.is_empty()).collect();
             if !modalities.is_empty() {
                 row.insert(Attribute::ModalitiesInStudy, modalities.into_iter().collect::<Vec<_>>().join("\\"));
             }
@@ -439,7 +435,13 @@ pub fn index_insert_and_find(index: &dyn Index) {
     let q = query(QueryLevel::Study, &[(Attribute::NumberOfStudyRelatedSeries, "3")]);
     assert_find(index, &records, &q, has(Attribute::NumberOfStudyRelatedSeries, "3"), "Study level, NumberOfStudyRelatedSeries");
     let q = query(QueryLevel::Series, &[(Attribute::Modality, "MR"), (Attribute::PatientId, pid1.as_str())]);
-    assert_find(index, &records, &q, |r| has(Attribute::Modality, "MR")(r) && r.get(&Attribute::PatientId) == Some(&pid1), "Series level, Modality and PatientID");
+    assert_find(
+        index,
+        &records,
+        &q,
+        |r| has(Attribute::Modality, "MR")(r) && r.get(&Attribute::PatientId) == Some(&pid1),
+        "Series level, Modality and PatientID",
+    );
     let q = query(QueryLevel::Series, &[(Attribute::NumberOfSeriesRelatedInstances, "2")]);
     assert_find(index, &records, &q, has(Attribute::NumberOfSeriesRelatedInstances, "2"), "Series level, NumberOfSeriesRelatedInstances");
     let s1 = series_uid(1).to_string();
@@ -666,9 +668,7 @@ pub fn index_remove(index: &dyn Index) {
     ];
     for (scope, what) in steps {
         let in_scope = |r: &InstanceRecord| match &scope {
-            Scope::Patient { id, issuer } => {
-                r.get(Attribute::PatientId).unwrap_or("") == id && r.get(Attribute::IssuerOfPatientId).unwrap_or("") == issuer
-            }
+            Scope::Patient { id, issuer } => r.get(Attribute::PatientId).unwrap_or("") == id && r.get(Attribute::IssuerOfPatientId).unwrap_or("") == issuer,
             Scope::Study(uid) => &r.study_instance_uid == uid,
             Scope::Series(uid) => &r.series_instance_uid == uid,
             Scope::Instance(uid) => &r.sop_instance_uid == uid,
@@ -699,11 +699,7 @@ pub fn index_stats(index: &dyn Index) {
     insert_new(index, &records[4..]);
     let stats = ok("stats", index.stats());
     assert_eq!(stats, expected_stats(&records), "stats after the whole sample");
-    assert_eq!(
-        stats,
-        Stats { patients: 3, studies: 4, series: 7, instances: 11, bytes: records.iter().map(|r| r.size).sum() },
-        "stats of the sample archive"
-    );
+    assert_eq!(stats, Stats { patients: 3, studies: 4, series: 7, instances: 11, bytes: records.iter().map(|r| r.size).sum() }, "stats of the sample archive");
 }
 
 /// `for_each` visits every record exactly once, equal to what was inserted, and stops with the
@@ -711,18 +707,24 @@ pub fn index_stats(index: &dyn Index) {
 pub fn index_for_each(index: &dyn Index) {
     assert_empty_index(index, "index_for_each");
     let mut calls = 0;
-    ok("for_each", index.for_each(&mut |_| {
-        calls += 1;
-        Ok(())
-    }));
+    ok(
+        "for_each",
+        index.for_each(&mut |_| {
+            calls += 1;
+            Ok(())
+        }),
+    );
     assert_eq!(calls, 0, "for_each on an empty index must not call back");
     let records = sample_archive();
     insert_new(index, &records);
     let mut seen: Vec<InstanceRecord> = Vec::new();
-    ok("for_each", index.for_each(&mut |r| {
-        seen.push(r);
-        Ok(())
-    }));
+    ok(
+        "for_each",
+        index.for_each(&mut |r| {
+            seen.push(r);
+            Ok(())
+        }),
+    );
     seen.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
     let mut want = records.clone();
     want.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
@@ -836,10 +838,13 @@ pub fn index_record_round_trip(index: &dyn Index) {
         assert_eq!(r.frame_ranges(), stored(index, &r.sop_instance_uid).frame_ranges(), "frame ranges of {}", r.sop_instance_uid);
     }
     let mut seen = Vec::new();
-    ok("for_each", index.for_each(&mut |r| {
-        seen.push(r);
-        Ok(())
-    }));
+    ok(
+        "for_each",
+        index.for_each(&mut |r| {
+            seen.push(r);
+            Ok(())
+        }),
+    );
     seen.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
     let mut want = records.clone();
     want.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
@@ -847,8 +852,11 @@ pub fn index_record_round_trip(index: &dyn Index) {
     assert_index_holds(index, &records, "after the round trip records");
 }
 
+/// An index suite: it takes a fresh, empty index and panics on a violation of the contract.
+pub type IndexSuite = fn(&dyn Index);
+
 /// Every index suite, by name, for a backend test that runs them all in one go.
-pub const INDEX_SUITES: &[(&str, fn(&dyn Index))] = &[
+pub const INDEX_SUITES: &[(&str, IndexSuite)] = &[
     ("index_insert_and_find", index_insert_and_find),
     ("index_parent_attributes_from_first_instance", index_parent_attributes_from_first_instance),
     ("index_idempotent_reinsert", index_idempotent_reinsert),
@@ -891,11 +899,14 @@ fn assert_empty_store(store: &dyn BlobStore, suite: &str) {
 fn listing(store: &dyn BlobStore) -> BTreeMap<BlobKey, u64> {
     let mut out = BTreeMap::new();
     let mut twice = Vec::new();
-    ok("list", store.list(&mut |k, size| {
-        if out.insert(k.clone(), size).is_some() {
-            twice.push(k);
-        }
-    }));
+    ok(
+        "list",
+        store.list(&mut |k, size| {
+            if out.insert(k.clone(), size).is_some() {
+                twice.push(k);
+            }
+        }),
+    );
     assert!(twice.is_empty(), "list must report each object once; listed twice: {twice:?}");
     out
 }
@@ -1121,8 +1132,11 @@ pub fn blob_sync(store: &dyn BlobStore, reopen: Option<&dyn Fn() -> Box<dyn Blob
     assert!(listing(store).is_empty(), "nothing left at the end");
 }
 
+/// A blob store suite: it takes a fresh, empty store and panics on a violation of the contract.
+pub type BlobSuite = fn(&dyn BlobStore);
+
 /// Every blob store suite that takes only the store, by name (see also [`blob_sync`]).
-pub const BLOB_SUITES: &[(&str, fn(&dyn BlobStore))] = &[
+pub const BLOB_SUITES: &[(&str, BlobSuite)] = &[
     ("blob_write_read", blob_write_read),
     ("blob_large_object", blob_large_object),
     ("blob_abort_and_drop", blob_abort_and_drop),

@@ -116,7 +116,9 @@ fn column(attribute: Attribute) -> Option<(&'static str, &'static str)> {
 /// The SQL expression of an attribute's value at a level (derived attributes are subqueries).
 fn expression(attribute: Attribute) -> String {
     match attribute {
-        Attribute::ModalitiesInStudy => "(SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series WHERE study_pk = st.pk AND modality IS NOT NULL ORDER BY m))".into(),
+        Attribute::ModalitiesInStudy => {
+            "(SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series WHERE study_pk = st.pk AND modality IS NOT NULL ORDER BY m))".into()
+        }
         Attribute::NumberOfStudyRelatedSeries => "(SELECT COUNT(*) FROM series WHERE study_pk = st.pk)".into(),
         Attribute::NumberOfStudyRelatedInstances => {
             "(SELECT COUNT(*) FROM instances JOIN series x ON instances.series_pk = x.pk WHERE x.study_pk = st.pk)".into()
@@ -205,6 +207,31 @@ fn condition(query: &Query, attribute: Attribute, matcher: &Matcher, params: &mu
         (true, Some(col)) => col.to_owned(),
         _ => expression(attribute),
     };
+    if multi_valued(attribute) {
+        // The column holds the values joined with `\`: the key matches when any value does
+        // (PS3.4 C.2.2.3), and an empty value among them is no value (see `pacs_core::matching`).
+        if *matcher == Matcher::Empty {
+            return Some(format!("({expr} IS NULL OR {expr} = '' OR instr('\\' || {expr} || '\\', '\\\\') > 0)"));
+        }
+        let per_value = value_condition("item", attribute, matcher, fold_pn, params)?;
+        return Some(format!(
+            "EXISTS (WITH RECURSIVE parts(item, rest) AS (SELECT NULL, {expr} || '\\' \
+             UNION ALL SELECT substr(rest, 1, instr(rest, '\\') - 1), substr(rest, instr(rest, '\\') + 1) FROM parts WHERE rest <> '') \
+             SELECT 1 FROM parts WHERE item <> '' AND {per_value})"
+        ));
+    }
+    value_condition(&expr, attribute, matcher, fold_pn, params)
+}
+
+/// Indexed attributes whose Value Multiplicity allows several values (Referring Physician's
+/// Name is 1-n), stored joined with `\`. ModalitiesInStudy, derived from the series, is matched
+/// apart. The other indexed attributes have VM 1 and are compared as one value.
+fn multi_valued(attribute: Attribute) -> bool {
+    attribute == Attribute::ReferringPhysicianName
+}
+
+/// The SQL condition of one key on a single-valued expression.
+fn value_condition(expr: &str, attribute: Attribute, matcher: &Matcher, fold_pn: bool, params: &mut Vec<Value>) -> Option<String> {
     let operand = |v: &str| if fold_pn { fold(v) } else { v.to_owned() };
     Some(match matcher {
         Matcher::Universal => return None,
@@ -464,9 +491,7 @@ impl SqliteIndex {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.unavailable("reading the schema version of", e))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(Error::Corrupt {
-                what: format!("index {} has schema version {version}, newer than this program's {known}", self.path.display()),
-            });
+            return Err(Error::Corrupt { what: format!("index {} has schema version {version}, newer than this program's {known}", self.path.display()) });
         }
         let quick: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| self.unavailable("checking", e))?;
         if quick != "ok" {
@@ -563,30 +588,41 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, r: &InstanceRecord, policy: Duplic
             }
         }
     }
-    let patient_id = opt(r, Attribute::PatientId).unwrap_or("");
-    let issuer = opt(r, Attribute::IssuerOfPatientId).unwrap_or("");
-    let patient_pk: Option<i64> = tx
-        .prepare_cached("SELECT pk FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
-        .query_row([patient_id, issuer], |row| row.get(0))
-        .optional()?;
-    let patient_pk = match patient_pk {
-        Some(pk) => pk,
-        None => {
-            let name = opt(r, Attribute::PatientName);
-            tx.prepare_cached("INSERT INTO patients (patient_id, issuer, patient_name, patient_name_ci, birth_date, sex) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-                .execute(params![patient_id, issuer, name, name.map(fold), opt(r, Attribute::PatientBirthDate), opt(r, Attribute::PatientSex)])?;
-            tx.last_insert_rowid()
-        }
-    };
-    let study_pk: Option<i64> =
+    let study: Option<i64> =
         tx.prepare_cached("SELECT pk FROM studies WHERE study_uid = ?1")?.query_row([r.study_instance_uid.as_str()], |row| row.get(0)).optional()?;
-    let study_pk = match study_pk {
+    // A known study keeps its patient: a patient is created only with a new study, so that no
+    // patient is ever left without studies.
+    let study_pk = match study {
         Some(pk) => pk,
         None => {
+            let patient_id = opt(r, Attribute::PatientId).unwrap_or("");
+            let issuer = opt(r, Attribute::IssuerOfPatientId).unwrap_or("");
+            let patient_pk: Option<i64> = tx
+                .prepare_cached("SELECT pk FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
+                .query_row([patient_id, issuer], |row| row.get(0))
+                .optional()?;
+            let patient_pk = match patient_pk {
+                Some(pk) => pk,
+                None => {
+                    let name = opt(r, Attribute::PatientName);
+                    tx.prepare_cached(
+                        "INSERT INTO patients (patient_id, issuer, patient_name, patient_name_ci, birth_date, sex) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        patient_id,
+                        issuer,
+                        name,
+                        name.map(fold),
+                        opt(r, Attribute::PatientBirthDate),
+                        opt(r, Attribute::PatientSex)
+                    ])?;
+                    tx.last_insert_rowid()
+                }
+            };
             let referring = opt(r, Attribute::ReferringPhysicianName);
             tx.prepare_cached(
                 "INSERT INTO studies (patient_pk, study_uid, study_date, study_time, accession, study_id, description, referring, referring_ci)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 patient_pk,

@@ -224,13 +224,17 @@ struct QueryGen {
     keys: Vec<KeyGen>,
     case_insensitive_pn: bool,
     combine_datetime: bool,
+    /// Keys on both StudyDate and StudyTime (below Patient level), the case that combined
+    /// date-time matching changes: shapes and operands of the date and of the time.
+    datetime: Option<(u8, Pick, Pick, u8, Pick, Pick)>,
     page: (usize, usize),
 }
 
 fn query_gen() -> impl Strategy<Value = QueryGen> {
     let key = (any::<Pick>(), any::<u8>(), any::<Pick>(), any::<Pick>()).prop_map(|(attribute, kind, a, b)| KeyGen { attribute, kind, a, b });
-    (any::<Pick>(), prop::collection::vec(key, 0..=3), any::<bool>(), any::<bool>(), (any::<usize>(), any::<usize>())).prop_map(
-        |(level, keys, case_insensitive_pn, combine_datetime, page)| QueryGen { level, keys, case_insensitive_pn, combine_datetime, page },
+    let datetime = proptest::option::weighted(0.3, (any::<u8>(), any::<Pick>(), any::<Pick>(), any::<u8>(), any::<Pick>(), any::<Pick>()));
+    (any::<Pick>(), prop::collection::vec(key, 0..=3), any::<bool>(), any::<bool>(), datetime, (any::<usize>(), any::<usize>())).prop_map(
+        |(level, keys, case_insensitive_pn, combine_datetime, datetime, page)| QueryGen { level, keys, case_insensitive_pn, combine_datetime, datetime, page },
     )
 }
 
@@ -319,18 +323,21 @@ fn raw_values(attribute: Attribute, key: &KeyGen, world: &World) -> Vec<String> 
                 vec![format!("{first}\\{second}\\{third}")]
             }
         }
-        ValueKind::Date | ValueKind::Time => {
-            let operands = if attribute.kind() == ValueKind::Date { DATE_OPERANDS } else { TIME_OPERANDS };
-            let lo = *key.a.get(operands);
-            let hi = *key.b.get(operands);
-            match kind % 4 {
-                0 => vec![lo.to_owned()],
-                1 => vec![format!("{lo}-{hi}"), format!("{hi}-{lo}")],
-                2 => vec![format!("-{hi}")],
-                _ => vec![format!("{lo}-")],
-            }
-        }
+        ValueKind::Date | ValueKind::Time => date_or_time(attribute, kind, &key.a, &key.b),
         ValueKind::Integer => vec![(*key.a.get(INTEGER_OPERANDS)).to_owned()],
+    }
+}
+
+/// A date or time key: a single value or a range (closed, open below, open above).
+fn date_or_time(attribute: Attribute, shape: u8, a: &Pick, b: &Pick) -> Vec<String> {
+    let operands = if attribute.kind() == ValueKind::Date { DATE_OPERANDS } else { TIME_OPERANDS };
+    let lo = *a.get(operands);
+    let hi = *b.get(operands);
+    match shape % 4 {
+        0 => vec![lo.to_owned()],
+        1 => vec![format!("{lo}-{hi}"), format!("{hi}-{lo}")],
+        2 => vec![format!("-{hi}")],
+        _ => vec![format!("{lo}-")],
     }
 }
 
@@ -344,6 +351,23 @@ fn build_query(spec: &QueryGen, world: &World) -> Query {
             if let Ok(q) = query.clone().with(attribute, &raw) {
                 query = q;
                 break;
+            }
+        }
+    }
+    if let Some((date_shape, da, db, time_shape, ta, tb)) = &spec.datetime
+        && level >= QueryLevel::Study
+    {
+        // Mostly ranges on both (the combined case); a single date now and then.
+        let date_shape = if date_shape % 5 == 0 { 0 } else { 1 + date_shape % 3 };
+        for (attribute, raws) in [
+            (Attribute::StudyDate, date_or_time(Attribute::StudyDate, date_shape, da, db)),
+            (Attribute::StudyTime, date_or_time(Attribute::StudyTime, *time_shape, ta, tb)),
+        ] {
+            for raw in raws {
+                if let Ok(q) = query.clone().with(attribute, &raw) {
+                    query = q;
+                    break;
+                }
             }
         }
     }
@@ -379,8 +403,18 @@ fn check(index: &SqliteIndex, model: &[Vec<QueryRow>; 4], query: &Query, page: (
     Ok(())
 }
 
+/// 64 cases by default (a few seconds in debug builds); `PROPTEST_CASES` sets another number for
+/// a deeper search. Failures are not persisted to files: the minimal case is printed.
+fn config() -> ProptestConfig {
+    let mut config = ProptestConfig { failure_persistence: None, ..ProptestConfig::default() };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 64;
+    }
+    config
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn sql_matches_reference(world in world(), queries in prop::collection::vec(query_gen(), 24)) {
