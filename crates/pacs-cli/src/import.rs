@@ -25,7 +25,7 @@ pub struct Failure {
 /// The outcome of an import.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
-    /// Files examined.
+    /// Paths examined: regular files found, plus entries that could not be read.
     pub files: u64,
     /// New instances stored.
     pub imported: u64,
@@ -66,7 +66,7 @@ pub fn collect(paths: &[PathBuf], failures: &mut Vec<Failure>) -> Vec<PathBuf> {
                 Err(e) => failures.push(Failure { path, reason: format!("cannot read folder: {e}") }),
             },
             Ok(m) if m.is_file() => files.push(path),
-            Ok(_) => {}
+            Ok(_) => failures.push(Failure { path, reason: "not a regular file (a pipe, socket or device)".into() }),
             Err(e) => failures.push(Failure { path, reason: format!("cannot access: {e}") }),
         }
     }
@@ -77,7 +77,8 @@ pub fn collect(paths: &[PathBuf], failures: &mut Vec<Failure>) -> Vec<PathBuf> {
 pub fn run(archive: &Archive, paths: &[PathBuf], jobs: usize, batch: usize, show_progress: bool) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let files = collect(paths, &mut report.rejected);
-    report.files = files.len() as u64;
+    // Every path reported on counts, including those that could not be read.
+    report.files = (files.len() + report.rejected.len()) as u64;
     let progress = if show_progress { ProgressBar::new(files.len() as u64) } else { ProgressBar::hidden() };
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec}, eta {eta})")

@@ -365,10 +365,7 @@ fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
             continue;
         }
         let attribute = Attribute::parse(name).ok_or_else(|| {
-            anyhow!(
-                "-k {name}: not an indexed attribute (indexed: {})",
-                Attribute::ALL.iter().map(|a| a.keyword()).collect::<Vec<_>>().join(", ")
-            )
+            anyhow!("-k {name}: not an indexed attribute (indexed: {})", Attribute::ALL.iter().map(|a| a.keyword()).collect::<Vec<_>>().join(", "))
         })?;
         keys.push((attribute, value));
     }

@@ -36,10 +36,8 @@ pub fn write(out: &mut dyn Write, format: Format, columns: &[Attribute], rows: &
             Ok(())
         }
         Format::Table => {
-            let widths: Vec<usize> = columns
-                .iter()
-                .map(|a| rows.iter().map(|r| cell(r, a).chars().count()).max().unwrap_or(0).max(a.keyword().len()))
-                .collect();
+            let widths: Vec<usize> =
+                columns.iter().map(|a| rows.iter().map(|r| cell(r, a).chars().count()).max().unwrap_or(0).max(a.keyword().len())).collect();
             let line = |values: Vec<String>| -> String {
                 values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}", w = *w)).collect::<Vec<_>>().join("  ").trim_end().to_owned()
             };

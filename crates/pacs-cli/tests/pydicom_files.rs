@@ -4,6 +4,8 @@
 //! equal to what pydicom decodes (including the ISO 2022 and other character set test files), and
 //! the counts of `stats`, `query` and the derived Number of ... Related ... attributes.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a test failure with its location
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -35,8 +37,11 @@ impl Entry {
         self.attr("SOPInstanceUID").unwrap_or("")
     }
 
-    fn patient_key(&self) -> (String, String) {
-        (self.attr("PatientID").unwrap_or("").to_owned(), self.attr("IssuerOfPatientID").unwrap_or("").to_owned())
+    /// A patient is its (Patient ID, Issuer); studies without a Patient ID have one each.
+    fn patient_key(&self) -> (String, String, String) {
+        let id = self.attr("PatientID").unwrap_or("");
+        let study = if id.is_empty() { self.attr("StudyInstanceUID").unwrap_or("") } else { "" };
+        (id.to_owned(), self.attr("IssuerOfPatientID").unwrap_or("").to_owned(), study.to_owned())
     }
 
     fn name(&self) -> String {
@@ -100,6 +105,9 @@ fn canonical_pn(value: &str) -> String {
         .join("\\")
 }
 
+/// A level of the model: its name, its attributes, and which files belong to the row's entity.
+type Level<'a> = (&'static str, &'static [&'static str], Box<dyn Fn(&Entry) -> bool + 'a>);
+
 fn is_pn(keyword: &str) -> bool {
     keyword == "PatientName" || keyword == "ReferringPhysicianName"
 }
@@ -140,12 +148,8 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
     let mut notes: Vec<String> = Vec::new();
 
     // --- Every file accounted for exactly once. --------------------------------------------
-    let rejected: Vec<(PathBuf, String)> = report["rejected"]
-        .as_array()
-        .expect("rejected list")
-        .iter()
-        .map(|r| (PathBuf::from(text(r, "path")), text(r, "reason").to_owned()))
-        .collect();
+    let rejected: Vec<(PathBuf, String)> =
+        report["rejected"].as_array().expect("rejected list").iter().map(|r| (PathBuf::from(text(r, "path")), text(r, "reason").to_owned())).collect();
     let counted = ["imported", "already_present", "kept_existing", "replaced", "refused"].iter().map(|k| count(&report, k)).sum::<u64>();
     assert_eq!(count(&report, "files"), files.len() as u64, "files examined by pacs vs regular files under {roots:?}");
     assert_eq!(
@@ -225,7 +229,8 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
     let (mut already_present, mut kept_existing) = (0u64, 0u64);
     for (sop, candidates) in &by_sop {
         let exported = pacs.export_instance(sop);
-        let matching: Vec<&&Entry> = candidates.iter().filter(|e| e.size == exported.len() as u64 && std::fs::read(&e.path).expect("read source") == exported).collect();
+        let matching: Vec<&&Entry> =
+            candidates.iter().filter(|e| e.size == exported.len() as u64 && std::fs::read(&e.path).expect("read source") == exported).collect();
         let Some(source) = matching.first() else {
             failures.push(format!(
                 "instance {sop}: the exported {} bytes equal none of its source files ({})",
@@ -247,7 +252,7 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
     let stored_entries: Vec<&Entry> = stored.values().copied().collect();
     let studies: BTreeSet<&str> = stored_entries.iter().filter_map(|e| e.attr("StudyInstanceUID")).collect();
     let series: BTreeSet<&str> = stored_entries.iter().filter_map(|e| e.attr("SeriesInstanceUID")).collect();
-    let patients: BTreeSet<(String, String)> = stored_entries.iter().map(|e| e.patient_key()).collect();
+    let patients: BTreeSet<(String, String, String)> = stored_entries.iter().map(|e| e.patient_key()).collect();
     let mut series_studies: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for e in &stored_entries {
         series_studies.entry(e.attr("SeriesInstanceUID").unwrap_or("")).or_default().insert(e.attr("StudyInstanceUID").unwrap_or(""));
@@ -307,7 +312,10 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
         let uid = text(row, "SeriesInstanceUID");
         let want = stored_entries.iter().filter(|e| e.attr("SeriesInstanceUID") == Some(uid)).count();
         if text(row, "NumberOfSeriesRelatedInstances") != want.to_string() {
-            failures.push(format!("series {uid}: NumberOfSeriesRelatedInstances is {:?}, the stored files have {want}", text(row, "NumberOfSeriesRelatedInstances")));
+            failures.push(format!(
+                "series {uid}: NumberOfSeriesRelatedInstances is {:?}, the stored files have {want}",
+                text(row, "NumberOfSeriesRelatedInstances")
+            ));
         }
     }
 
@@ -315,12 +323,8 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
     // Patient, study and series attributes are kept once per patient, study and series, from the
     // first file stored: when the files of one study disagree, the row must show the values of
     // one of them (noted), never a value no stored file has.
-    let warnings: Vec<(PathBuf, String)> = report["warnings"]
-        .as_array()
-        .expect("warnings")
-        .iter()
-        .map(|w| (PathBuf::from(text(w, "path")), text(w, "reason").to_owned()))
-        .collect();
+    let warnings: Vec<(PathBuf, String)> =
+        report["warnings"].as_array().expect("warnings").iter().map(|w| (PathBuf::from(text(w, "path")), text(w, "reason").to_owned())).collect();
     let mut pn_trailing: BTreeSet<String> = BTreeSet::new();
     for row in rows {
         let sop = text(row, "SOPInstanceUID");
@@ -358,11 +362,13 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
         if Some(study_uid) != entry.attr("StudyInstanceUID") && !split_series.contains(&&series_uid) {
             failures.push(format!("{name}: StudyInstanceUID is {study_uid:?}, pydicom reads {:?}", entry.attr("StudyInstanceUID")));
         }
-        let checks: [(&str, &[&str], Box<dyn Fn(&Entry) -> bool>); 3] = [
+        let checks: [Level<'_>; 3] = [
             ("series", SERIES, Box::new(|e: &Entry| e.attr("SeriesInstanceUID") == Some(series_uid))),
             ("study", STUDY, Box::new(|e: &Entry| e.attr("StudyInstanceUID") == Some(study_uid))),
             ("patient", PATIENT, {
-                let key = (text(row, "PatientID").to_owned(), text(row, "IssuerOfPatientID").to_owned());
+                let id = text(row, "PatientID");
+                let study = if id.is_empty() { text(row, "StudyInstanceUID") } else { "" };
+                let key = (id.to_owned(), text(row, "IssuerOfPatientID").to_owned(), study.to_owned());
                 Box::new(move |e: &Entry| e.patient_key() == key)
             }),
         ];
@@ -390,15 +396,17 @@ fn import_pydicom_test_files_and_compare_with_pydicom() {
             }
         }
         // The patient of a study is the patient of one of its files.
-        let patient_key = (text(row, "PatientID").to_owned(), text(row, "IssuerOfPatientID").to_owned());
+        let id = text(row, "PatientID");
+        let patient_key = (id.to_owned(), text(row, "IssuerOfPatientID").to_owned(), if id.is_empty() { study_uid.to_owned() } else { String::new() });
         if !stored_entries.iter().any(|e| e.attr("StudyInstanceUID") == Some(study_uid) && e.patient_key() == patient_key) {
             failures.push(format!("{name}: filed under patient {patient_key:?}, which no stored file of study {study_uid} names"));
         }
         for k in ["PatientName", "ReferringPhysicianName"] {
-            if let (Some(ours), Some(theirs)) = (row.get(k).and_then(Value::as_str), entry.attr(k)) {
-                if ours != theirs && canonical_pn(ours) == canonical_pn(theirs) {
-                    pn_trailing.insert(format!("{name}: {k} {ours:?} (archive) vs {theirs:?} (pydicom)"));
-                }
+            if let (Some(ours), Some(theirs)) = (row.get(k).and_then(Value::as_str), entry.attr(k))
+                && ours != theirs
+                && canonical_pn(ours) == canonical_pn(theirs)
+            {
+                pn_trailing.insert(format!("{name}: {k} {ours:?} (archive) vs {theirs:?} (pydicom)"));
             }
         }
     }

@@ -4,7 +4,7 @@ use crate::attribute::{Attribute, ValueKind};
 use crate::blob::BlobKey;
 use crate::charset::{SpecificCharacterSet, TextKind};
 use crate::model::InstanceRecord;
-use crate::query::{QueryRow, normalize_date, normalize_time};
+use crate::query::{QueryRow, normalize_date, normalize_person_name, normalize_time};
 use crate::scan::{PixelLayout, RawElement, ScannedObject, Tag};
 use crate::uid::Uid;
 
@@ -174,6 +174,7 @@ fn value_of(attribute: Attribute, element: &RawElement, charset: &SpecificCharac
             ValueKind::Date => normalize_date(v).ok_or_else(|| format!("invalid date {v:?}")),
             ValueKind::Time => normalize_time(v, '0').ok_or_else(|| format!("invalid time {v:?}")),
             ValueKind::Integer => v.parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("invalid integer {v:?}")),
+            ValueKind::PersonName => Ok(normalize_person_name(v)),
             _ => Ok((*v).to_owned()),
         })
         .collect();

@@ -86,7 +86,9 @@ pub struct Stats {
 ///   on `Err`, nothing of the batch is recorded. Records are applied in order, so a batch may
 ///   hold the same SOP Instance UID twice.
 /// - Patient, study and series records are created with their first instance and removed with
-///   their last; their attributes are those of the first instance received.
+///   their last; their attributes are those of the first instance received. A patient is its
+///   (Patient ID, Issuer of Patient ID); a study keeps the patient it was created under; studies
+///   without a Patient ID each get a patient of their own rather than being merged.
 /// - `find` applies the matching rules of [`crate::matching`] exactly: for any query and set of
 ///   records, it returns the records the reference matcher accepts, ordered by the natural key of
 ///   the level (Patient ID, Study Instance UID, ...), then `offset` and `limit` are applied.

@@ -136,7 +136,11 @@ impl Matcher {
                 let n: i64 = value.parse().map_err(|_| invalid(format!("not an integer: {value:?}")))?;
                 Ok(Matcher::Single(n.to_string()))
             }
-            ValueKind::Text | ValueKind::PersonName => {
+            ValueKind::PersonName => {
+                let value = normalize_person_name(value);
+                if value.contains(['*', '?']) { Ok(Matcher::Wildcard(value)) } else { Ok(Matcher::Single(value)) }
+            }
+            ValueKind::Text => {
                 if value.contains(['*', '?']) {
                     Ok(Matcher::Wildcard(value.to_owned()))
                 } else {
@@ -145,6 +149,14 @@ impl Matcher {
             }
         }
     }
+}
+
+/// Normalises a Person Name value: empty trailing components (`^`) and component groups (`=`)
+/// are insignificant (PS3.5 6.2.1), so `Wang^XiaoDong=王^小東=` becomes `Wang^XiaoDong=王^小東`.
+pub fn normalize_person_name(value: &str) -> String {
+    let groups: Vec<&str> = value.split('=').map(|g| g.trim_end_matches([' ', '^'])).collect();
+    let keep = groups.iter().rposition(|g| !g.is_empty()).map_or(0, |i| i + 1);
+    groups[..keep].join("=")
 }
 
 /// Normalises a DICOM date (`YYYYMMDD`, or the legacy `YYYY.MM.DD`) to `YYYYMMDD`.
@@ -330,6 +342,14 @@ mod tests {
             let err = Matcher::parse(attribute, input).expect_err(input);
             assert!(err.to_string().contains(attribute.keyword()), "{err}");
         }
+    }
+
+    #[test]
+    fn normalised_person_names() {
+        for (input, expected) in [("Wang^XiaoDong=王^小東=", "Wang^XiaoDong=王^小東"), ("DOE^JOHN^^^", "DOE^JOHN"), ("=Yamada", "=Yamada"), ("^^", ""), ("A^B=^=", "A^B")] {
+            assert_eq!(normalize_person_name(input), expected, "{input}");
+        }
+        check(Attribute::PatientName, "DOE^JOHN^", Matcher::Single("DOE^JOHN".into()));
     }
 
     #[test]

@@ -222,7 +222,10 @@ pub fn natural_key(level: QueryLevel, row: &QueryRow) -> Vec<String> {
 fn record_key(level: QueryLevel, record: &InstanceRecord) -> Vec<String> {
     match level {
         QueryLevel::Patient => {
-            vec![record.get(Attribute::PatientId).unwrap_or("").to_owned(), record.get(Attribute::IssuerOfPatientId).unwrap_or("").to_owned()]
+            let id = record.get(Attribute::PatientId).unwrap_or("");
+            // Studies without a Patient ID each have a patient of their own.
+            let study = if id.is_empty() { record.study_instance_uid.to_string() } else { String::new() };
+            vec![id.to_owned(), record.get(Attribute::IssuerOfPatientId).unwrap_or("").to_owned(), study]
         }
         QueryLevel::Study => vec![record.study_instance_uid.to_string()],
         QueryLevel::Series => vec![record.series_instance_uid.to_string()],

@@ -28,9 +28,12 @@ const MIGRATIONS: &[&str] = &[
         patient_name TEXT,
         patient_name_ci TEXT,
         birth_date TEXT,
-        sex TEXT,
-        UNIQUE (patient_id, issuer)
+        sex TEXT
     );
+    -- A patient is its (Patient ID, Issuer); objects without a Patient ID get a patient per
+    -- study, so that unrelated anonymous studies are not merged into one patient.
+    CREATE UNIQUE INDEX patients_key ON patients (patient_id, issuer) WHERE patient_id <> '';
+    CREATE INDEX patients_id ON patients (patient_id, issuer);
     CREATE INDEX patients_name ON patients (patient_name);
     CREATE INDEX patients_name_ci ON patients (patient_name_ci);
     CREATE TABLE studies (
@@ -163,7 +166,8 @@ fn from_clause(level: QueryLevel) -> &'static str {
 
 fn order_clause(level: QueryLevel) -> &'static str {
     match level {
-        QueryLevel::Patient => "p.patient_id, p.issuer",
+        // Patients without an ID (one per study) are ordered by their study.
+        QueryLevel::Patient => "p.patient_id, p.issuer, (SELECT min(study_uid) FROM studies WHERE patient_pk = p.pk)",
         QueryLevel::Study => "st.study_uid",
         QueryLevel::Series => "se.series_uid",
         QueryLevel::Instance => "i.sop_uid",
@@ -597,10 +601,13 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, r: &InstanceRecord, policy: Duplic
         None => {
             let patient_id = opt(r, Attribute::PatientId).unwrap_or("");
             let issuer = opt(r, Attribute::IssuerOfPatientId).unwrap_or("");
-            let patient_pk: Option<i64> = tx
-                .prepare_cached("SELECT pk FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
-                .query_row([patient_id, issuer], |row| row.get(0))
-                .optional()?;
+            let patient_pk: Option<i64> = if patient_id.is_empty() {
+                None
+            } else {
+                tx.prepare_cached("SELECT pk FROM patients WHERE patient_id = ?1 AND issuer = ?2")?
+                    .query_row([patient_id, issuer], |row| row.get(0))
+                    .optional()?
+            };
             let patient_pk = match patient_pk {
                 Some(pk) => pk,
                 None => {

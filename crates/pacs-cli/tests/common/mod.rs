@@ -225,15 +225,9 @@ pub fn python_script(name: &str) -> PathBuf {
 fn run_python(mut command: Command, what: &str) -> Value {
     require_python();
     let output = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run python3 for {what}: {e}"));
-    assert!(
-        output.status.success(),
-        "python3 {what} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("python3 {what}: standard output is not JSON ({e}):\n{}", String::from_utf8_lossy(&output.stdout))
-    })
+    assert!(output.status.success(), "python3 {what} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("python3 {what}: standard output is not JSON ({e}):\n{}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// Runs `python3 tests/python/<script> ARGS` and parses its JSON standard output.
@@ -255,9 +249,7 @@ pub fn python_inline<S: AsRef<OsStr>>(code: &str, args: &[S]) -> Value {
 /// Whether the tests run with the privileges of root (file permissions do not stop reads).
 pub fn privileged() -> bool {
     static PRIVILEGED: OnceLock<bool> = OnceLock::new();
-    *PRIVILEGED.get_or_init(|| {
-        Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
-    })
+    *PRIVILEGED.get_or_init(|| Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false))
 }
 
 /// Copies `src` into `dir` (created if missing) under `name`; returns the new path.

@@ -80,6 +80,14 @@ def join(parts):
     return "\\".join(parts)
 
 
+def norm_pn(text):
+    """Empty trailing components (^) and component groups (=) are insignificant (PS3.5 6.2.1)."""
+    groups = [g.rstrip(" ^") for g in text.split("=")]
+    while groups and groups[-1] == "":
+        groups.pop()
+    return "=".join(groups)
+
+
 def norm_date(text):
     text = strip(text).replace(".", "")
     try:
@@ -134,7 +142,7 @@ def attributes(ds):
                 attrs[kw] = v
     for kw in PERSON_NAMES:
         if kw in ds:
-            v = join([strip(str(v)) for v in values(ds[kw].value)])
+            v = join([norm_pn(strip(str(v))) for v in values(ds[kw].value)])
             if v is not None:
                 attrs[kw] = v
     for kw, f in [(k, norm_date) for k in DATES] + [(k, norm_time) for k in TIMES] + [(k, norm_int) for k in INTEGERS]:

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: the one command for CI and for people.
+#
+# On a fresh Debian or Ubuntu machine (as root, or as a user with sudo) it first installs what the
+# tests need and is missing: DCMTK, Python 3 with pip, and the Python packages pydicom and numpy
+# (the independent reference of the integration tests). Then it runs
+#   cargo test --workspace --all-targets
+#   cargo test --workspace --doc
+# (every test binary, even after a failure) and exits non-zero if anything fails. It works from
+# any current directory.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# Root runs apt-get itself; anyone else needs sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "test.sh: need root or sudo to run: $*" >&2
+        exit 1
+    fi
+}
+
+python_ready() {
+    python3 -c 'import pydicom, numpy; assert int(pydicom.__version__.split(".")[0]) >= 3' >/dev/null 2>&1
+}
+
+# 1. System packages, only when something is missing.
+missing=()
+command -v dcmdump >/dev/null 2>&1 || missing+=(dcmdump)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ! python_ready && ! python3 -m pip --version >/dev/null 2>&1; then
+    missing+=(pip)
+fi
+command -v cc >/dev/null 2>&1 || missing+=(cc)
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "missing: ${missing[*]}; installing with apt-get"
+    packages=(dcmtk python3 python3-pip)
+    command -v cc >/dev/null 2>&1 || packages+=(build-essential)
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+else
+    say "system packages present (dcmtk, python3)"
+fi
+
+# 2. Python packages, only when pydicom (3.x) or numpy cannot be imported.
+if python_ready; then
+    say "python packages present: $(python3 -c 'import pydicom, numpy; print("pydicom", pydicom.__version__, "numpy", numpy.__version__)')"
+else
+    say "installing pydicom and numpy with pip"
+    pip_install=(python3 -m pip install --upgrade 'pydicom>=3' numpy)
+    if ! output=$("${pip_install[@]}" 2>&1); then
+        printf '%s\n' "$output"
+        if grep -q 'externally-managed-environment' <<<"$output"; then
+            say "pip refuses to install into the system Python; retrying with --break-system-packages"
+            "${pip_install[@]}" --break-system-packages
+        else
+            echo "test.sh: pip install failed" >&2
+            exit 1
+        fi
+    else
+        printf '%s\n' "$output"
+    fi
+    python_ready || { echo "test.sh: pydicom 3 and numpy still cannot be imported" >&2; exit 1; }
+fi
+
+# 3. The tests.
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test.sh: cargo not found: install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+# --no-fail-fast: every test binary runs and every failure is listed, not just the first.
+failed=()
+say "cargo test --workspace --all-targets --no-fail-fast"
+cargo test --workspace --all-targets --no-fail-fast || failed+=("cargo test --workspace --all-targets")
+say "cargo test --workspace --doc --no-fail-fast"
+cargo test --workspace --doc --no-fail-fast || failed+=("cargo test --workspace --doc")
+if [ "${#failed[@]}" -gt 0 ]; then
+    say "FAILED: ${failed[*]}"
+    exit 1
+fi
+say "all tests passed"
