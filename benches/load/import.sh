@@ -7,8 +7,8 @@
 # Measures (each import into a fresh data directory, median of REPS runs):
 #   - sequential write rate of the scratch disk: dd 1 GiB with conv=fdatasync;
 #   - `pacs import` of 10,000 small instances (64x64, ~9 KB): instances/s;
-#   - the same corpus indexed by DCMTK's dcmqridx (the index of dcmqrscp; it neither copies nor
-#     fsyncs the files, so it is an upper bound for an indexer) and copied with `cp -r` + `sync`;
+#   - the same corpus ingested by Orthanc (Debian's package, REST upload with 4 workers, by
+#     orthanc_import.py; Orthanc does not fsync per instance), and copied with `cp -r` + `sync`;
 #   - `pacs import` of 200 CT slices (512x512, 525 KB) and of one multi-frame object of
 #     MULTIFRAME_MB megabytes: MB/s, and as a fraction of the dd rate;
 #   - peak RSS of `pacs import` of a BIG_MB (default 2000) megabyte object.
@@ -20,7 +20,8 @@ MULTIFRAME_MB=${MULTIFRAME_MB:-1000}
 BIG_MB=${BIG_MB:-2000}
 WORK=${PACS_BENCH_WORK:-/tmp/pacs-bench}
 mkdir -p "$WORK"
-command -v dcmqridx >/dev/null || { apt-get update -qq && apt-get install -y -qq dcmtk >/dev/null; }
+[ -x /usr/sbin/Orthanc ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc >/dev/null; }
+service orthanc stop >/dev/null 2>&1 || true
 
 cargo build --release -q -p pacs-cli -p pacs-benches
 PACS=target/release/pacs
@@ -37,13 +38,15 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2])
 bytes_of() { du -sb "$1" | cut -f1; }
 files_of() { find "$1" -type f | wc -l; }
 
-sync
-dd_rate=$(dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=1024 conv=fdatasync 2>&1 | python3 -c '
+dd_once() {
+    sync
+    dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=1024 conv=fdatasync 2>&1 | python3 -c '
 import sys, re
 line = [l for l in sys.stdin if "copied" in l][-1]
 secs = float(re.search(r"copied, ([0-9.]+) s", line).group(1))
-print(1073741824 / secs / 1e6)')
-rm -f "$WORK/dd.bin"
+print(1073741824 / secs / 1e6)'
+    rm -f "$WORK/dd.bin"
+}
 
 # time_cmd CMD...: seconds of one run (page cache warm: the corpus was just read or written)
 time_cmd() { local s e; sync; s=$(now); "$@" >/dev/null 2>&1; e=$(now); python3 -c "print($e-$s)"; }
@@ -52,14 +55,16 @@ reps() { local out=(); for _ in $(seq "$REPS"); do out+=("$("$@")"); done; media
 
 small_n=$(files_of "$WORK/small")
 t_small=$(reps run_import "$WORK/small")
-run_qridx() { rm -rf "$WORK/qr"; mkdir -p "$WORK/qr"; time_cmd bash -c "find '$WORK/small' -type f -print0 | xargs -0 dcmqridx '$WORK/qr'"; }
-t_qridx=$(reps run_qridx)
+orthanc_small=$(python3 benches/load/orthanc_import.py "$WORK/small" --workers 4 --reps "$REPS")
+orthanc_ct=$(python3 benches/load/orthanc_import.py "$WORK/ct" --workers 4 --reps "$REPS")
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 run_cp() { rm -rf "$WORK/cp"; time_cmd bash -c "cp -r '$WORK/small' '$WORK/cp' && sync"; }
 t_cp=$(reps run_cp)
 ct_bytes=$(bytes_of "$WORK/ct")
 t_ct=$(reps run_import "$WORK/ct")
 mf_bytes=$(bytes_of "$WORK/mf$MULTIFRAME_MB")
 t_mf=$(reps run_import "$WORK/mf$MULTIFRAME_MB")
+dd_rate=$(reps dd_once)
 rm -rf "$WORK/data"
 big_rss_kb=$(python3 - "$PACS" "$WORK/data" "$WORK/big$BIG_MB" <<'PY'
 import resource, subprocess, sys
@@ -67,10 +72,11 @@ subprocess.run([sys.argv[1], "--data-dir", sys.argv[2], "import", sys.argv[3]], 
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 PY
 )
-rm -rf "$WORK/data" "$WORK/qr" "$WORK/cp"
+rm -rf "$WORK/data" "$WORK/cp"
 
 small_rate=$(python3 -c "print($small_n/$t_small)")
-qridx_rate=$(python3 -c "print($small_n/$t_qridx)")
+orthanc_rate=$(field "$orthanc_small" instances_per_s)
+orthanc_ct_rate=$(field "$orthanc_ct" mb_per_s)
 cp_rate=$(python3 -c "print($small_n/$t_cp)")
 ct_rate=$(python3 -c "print($ct_bytes/$t_ct/1e6)")
 mf_rate=$(python3 -c "print($mf_bytes/$t_mf/1e6)")
@@ -81,10 +87,11 @@ out="benches/results/import-$(date -u +%Y%m%dT%H%M%SZ).md"
   echo "| measure | value | ratio |"
   echo "| --- | --- | --- |"
   printf '| dd 1 GiB conv=fdatasync | %.0f MB/s | 1 |\n' "$dd_rate"
-  printf '| pacs import, %d small instances | %.0f inst/s | %sx dcmqridx, %sx cp -r + sync |\n' "$small_n" "$small_rate" "$(ratio "$small_rate" "$qridx_rate")" "$(ratio "$small_rate" "$cp_rate")"
-  printf '| dcmqridx (index only, no copy, no fsync), same files | %.0f inst/s | |\n' "$qridx_rate"
+  printf '| pacs import, %d small instances | %.0f inst/s | %sx Orthanc, %sx cp -r + sync |\n' "$small_n" "$small_rate" "$(ratio "$small_rate" "$orthanc_rate")" "$(ratio "$small_rate" "$cp_rate")"
+  printf '| Orthanc REST upload (4 workers, no fsync), same files | %.0f inst/s | |\n' "$orthanc_rate"
   printf '| cp -r + sync, same files | %.0f files/s | |\n' "$cp_rate"
-  printf '| pacs import, 200 CT 512x512 | %.0f MB/s | %s of dd |\n' "$ct_rate" "$(ratio "$ct_rate" "$dd_rate")"
+  printf '| pacs import, 200 CT 512x512 | %.0f MB/s | %s of dd, %sx Orthanc |\n' "$ct_rate" "$(ratio "$ct_rate" "$dd_rate")" "$(ratio "$ct_rate" "$orthanc_ct_rate")"
+  printf '| Orthanc REST upload (4 workers), same CT files | %.0f MB/s | |\n' "$orthanc_ct_rate"
   printf '| pacs import, one %d MB multi-frame | %.0f MB/s | %s of dd |\n' "$MULTIFRAME_MB" "$mf_rate" "$(ratio "$mf_rate" "$dd_rate")"
   printf '| peak RSS, pacs import of one %d MB object | %.0f MB | |\n' "$BIG_MB" "$(python3 -c "print($big_rss_kb/1024)")"
   echo

@@ -25,12 +25,15 @@ impl BlobKey {
         if ok { Ok(BlobKey(key)) } else { Err(Error::Corrupt { what: format!("invalid blob key {key:?}") }) }
     }
 
-    /// A key for a new object, laid out under two levels of 256 folders chosen by `id`, so that
-    /// no folder grows unbounded: `ab/cd/<32 hex digits>.dcm`.
+    /// A key for a new object named by `id`, a UUIDv7: `YYYY/MM/DD/xx/<32 hex digits>.dcm`, the
+    /// date (UTC) taken from the id's timestamp and `xx` from its random bits. A folder holds at
+    /// most a 256th of one day's objects, and an import writes into a few hundred folders rather
+    /// than creating one per object (as a purely hashed layout does on a new archive).
     pub fn for_id(id: u128) -> BlobKey {
         let hex = format!("{id:032x}");
-        // The low bits of a UUIDv7 are random; use them to spread the folders.
-        BlobKey(format!("{}/{}/{hex}.dcm", &hex[30..32], &hex[28..30]))
+        let millis = (id >> 80) as u64;
+        let (year, month, day) = civil_date(millis / 86_400_000);
+        BlobKey(format!("{year:04}/{month:02}/{day:02}/{}/{hex}.dcm", &hex[30..32]))
     }
 
     /// The key as text.
@@ -87,6 +90,20 @@ pub trait BlobStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,7 +111,11 @@ mod tests {
     #[test]
     fn keys() {
         let k = BlobKey::for_id(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
-        assert_eq!(k.as_str(), "ef/cd/0123456789abcdef0123456789abcdef.dcm");
+        // 0x0123456789ab ms since the epoch is 2009-08-23 (UTC).
+        assert_eq!(k.as_str(), "2009/08/23/ef/0123456789abcdef0123456789abcdef.dcm");
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(20_516), (2026, 3, 4));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
         assert!(BlobKey::new(k.as_str()).is_ok());
         for bad in ["", "/a", "a/../b", "a//b", "a b", "a/./b"] {
             assert!(BlobKey::new(bad).is_err(), "{bad}");

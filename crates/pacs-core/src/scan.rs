@@ -270,7 +270,7 @@ impl Walker<'_, '_> {
                 }
                 return Ok(Some(tag_bytes));
             }
-            let (vr, len) = self.explicit_header()?;
+            let (_vr, len) = self.explicit_header()?;
             if len == UNDEFINED || len > self.limits.max_value_len {
                 return self.fail(format!("file meta element ({:04X},{:04X}) has length {len:#x}", tag.0, tag.1));
             }
@@ -283,7 +283,6 @@ impl Walker<'_, '_> {
                 0x0010 => self.out.transfer_syntax = text(),
                 _ => {}
             }
-            let _ = vr;
         }
         if self.out.transfer_syntax.is_empty() {
             return Err(Rejection::NotDicom("File Meta Information has no Transfer Syntax UID (0002,0010)".into()).into());
