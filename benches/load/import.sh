@@ -5,10 +5,12 @@
 #   REPS=1 MULTIFRAME_MB=200 bash benches/load/import.sh   # quick look
 #
 # Measures (each import into a fresh data directory, median of REPS runs):
-#   - sequential write rate of the scratch disk: dd 1 GiB with conv=fdatasync;
+#   - sequential write rate of the scratch disk: dd with conv=fdatasync, of the same size and just
+#     before each large import (the disk of a shared VM drifts), and once of 1 GiB;
 #   - `pacs import` of 10,000 small instances (64x64, ~9 KB): instances/s;
 #   - the same corpus ingested by Orthanc (Debian's package, REST upload with 4 workers, by
-#     orthanc_import.py; Orthanc does not fsync per instance), and copied with `cp -r` + `sync`;
+#     orthanc_import.py; Orthanc fdatasyncs each file but commits its index with
+#     synchronous=NORMAL), and copied with `cp -r` + `sync`;
 #   - `pacs import` of 200 CT slices (512x512, 525 KB) and of one multi-frame object of
 #     MULTIFRAME_MB megabytes: MB/s, and as a fraction of the dd rate;
 #   - peak RSS of `pacs import` of a BIG_MB (default 2000) megabyte object.
@@ -38,14 +40,29 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2])
 bytes_of() { du -sb "$1" | cut -f1; }
 files_of() { find "$1" -type f | wc -l; }
 
-dd_once() {
+# dd_rate MB: sequential write rate (MB/s) of MB megabytes with fdatasync, like an import of
+# that size would need.
+dd_rate() {
     sync
-    dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=1024 conv=fdatasync 2>&1 | python3 -c '
+    dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$1" conv=fdatasync 2>&1 | python3 -c '
 import sys, re
 line = [l for l in sys.stdin if "copied" in l][-1]
-secs = float(re.search(r"copied, ([0-9.]+) s", line).group(1))
-print(1073741824 / secs / 1e6)'
+m = re.search(r"^([0-9]+) bytes.*copied, ([0-9.]+) s", line)
+print(int(m.group(1)) / float(m.group(2)) / 1e6)'
     rm -f "$WORK/dd.bin"
+}
+# paired FOLDER: for each rep, dd of the folder's size then `pacs import` of it; prints the median
+# import MB/s and the median ratio import/dd (the disk of a shared VM drifts between minutes).
+paired() {
+    local bytes mb rates=() ratios=() d t r
+    bytes=$(bytes_of "$1"); mb=$(( bytes / 1000000 + 1 ))
+    for _ in $(seq "$REPS"); do
+        d=$(dd_rate "$mb")
+        t=$(run_import "$1")
+        r=$(python3 -c "print($bytes/$t/1e6)")
+        rates+=("$r"); ratios+=("$(python3 -c "print($r/$d)")")
+    done
+    echo "$(median "${rates[@]}") $(median "${ratios[@]}")"
 }
 
 # time_cmd CMD...: seconds of one run (page cache warm: the corpus was just read or written)
@@ -60,11 +77,9 @@ orthanc_ct=$(python3 benches/load/orthanc_import.py "$WORK/ct" --workers 4 --rep
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 run_cp() { rm -rf "$WORK/cp"; time_cmd bash -c "cp -r '$WORK/small' '$WORK/cp' && sync"; }
 t_cp=$(reps run_cp)
-ct_bytes=$(bytes_of "$WORK/ct")
-t_ct=$(reps run_import "$WORK/ct")
-mf_bytes=$(bytes_of "$WORK/mf$MULTIFRAME_MB")
-t_mf=$(reps run_import "$WORK/mf$MULTIFRAME_MB")
-dd_rate=$(reps dd_once)
+read -r ct_rate ct_ratio < <(paired "$WORK/ct")
+read -r mf_rate mf_ratio < <(paired "$WORK/mf$MULTIFRAME_MB")
+dd_1g=$(dd_rate 1024)
 rm -rf "$WORK/data"
 big_rss_kb=$(python3 - "$PACS" "$WORK/data" "$WORK/big$BIG_MB" <<'PY'
 import resource, subprocess, sys
@@ -78,22 +93,21 @@ small_rate=$(python3 -c "print($small_n/$t_small)")
 orthanc_rate=$(field "$orthanc_small" instances_per_s)
 orthanc_ct_rate=$(field "$orthanc_ct" mb_per_s)
 cp_rate=$(python3 -c "print($small_n/$t_cp)")
-ct_rate=$(python3 -c "print($ct_bytes/$t_ct/1e6)")
-mf_rate=$(python3 -c "print($mf_bytes/$t_mf/1e6)")
 out="benches/results/import-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
   echo "# pacs import, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r), scratch $WORK"
   echo
   echo "| measure | value | ratio |"
   echo "| --- | --- | --- |"
-  printf '| dd 1 GiB conv=fdatasync | %.0f MB/s | 1 |\n' "$dd_rate"
+  printf '| dd 1 GiB conv=fdatasync (once, after the imports) | %.0f MB/s | |\n' "$dd_1g"
   printf '| pacs import, %d small instances | %.0f inst/s | %sx Orthanc, %sx cp -r + sync |\n' "$small_n" "$small_rate" "$(ratio "$small_rate" "$orthanc_rate")" "$(ratio "$small_rate" "$cp_rate")"
-  printf '| Orthanc REST upload (4 workers, no fsync), same files | %.0f inst/s | |\n' "$orthanc_rate"
+  printf '| Orthanc REST upload (4 workers), same files | %.0f inst/s | |\n' "$orthanc_rate"
   printf '| cp -r + sync, same files | %.0f files/s | |\n' "$cp_rate"
-  printf '| pacs import, 200 CT 512x512 | %.0f MB/s | %s of dd, %sx Orthanc |\n' "$ct_rate" "$(ratio "$ct_rate" "$dd_rate")" "$(ratio "$ct_rate" "$orthanc_ct_rate")"
+  printf '| pacs import, 200 CT 512x512 | %.0f MB/s | %s of dd, %sx Orthanc |\n' "$ct_rate" "$(printf %.3g "$ct_ratio")" "$(ratio "$ct_rate" "$orthanc_ct_rate")"
   printf '| Orthanc REST upload (4 workers), same CT files | %.0f MB/s | |\n' "$orthanc_ct_rate"
-  printf '| pacs import, one %d MB multi-frame | %.0f MB/s | %s of dd |\n' "$MULTIFRAME_MB" "$mf_rate" "$(ratio "$mf_rate" "$dd_rate")"
+  printf '| pacs import, one %d MB multi-frame | %.0f MB/s | %s of dd |\n' "$MULTIFRAME_MB" "$mf_rate" "$(printf %.3g "$mf_ratio")"
   printf '| peak RSS, pacs import of one %d MB object | %.0f MB | |\n' "$BIG_MB" "$(python3 -c "print($big_rss_kb/1024)")"
   echo
   echo "Medians of $REPS runs; corpus in the page cache; every import into a fresh data directory."
+  echo "\"of dd\": median over reps of the import rate divided by a dd of the same size run just before it."
 } | tee "$out"

@@ -111,10 +111,10 @@ pub struct Archive {
     config: ArchiveConfig,
 }
 
-/// Reads from a source while writing every byte to a blob and a hash.
+/// Reads from a source while writing every byte to a hash and, when given, a blob.
 struct Tee<'a> {
     source: &'a mut dyn Read,
-    blob: &'a mut dyn BlobWrite,
+    blob: Option<&'a mut dyn BlobWrite>,
     hash: Sha256,
     size: u64,
     failed: Option<Error>,
@@ -126,7 +126,7 @@ impl Read for Tee<'_> {
         if n > 0 {
             self.hash.update(&buf[..n]);
             self.size += n as u64;
-            if let Err(e) = self.blob.write(&buf[..n]) {
+            if let Some(Err(e)) = self.blob.as_mut().map(|b| b.write(&buf[..n])) {
                 let message = e.to_string();
                 self.failed = Some(e);
                 return Err(io::Error::other(message));
@@ -202,7 +202,7 @@ impl Archive {
     pub fn stage(&self, source: &mut dyn Read) -> Result<Staged> {
         let key = BlobKey::for_id(uuid::Uuid::now_v7().as_u128());
         let mut writer = self.blobs.create(&key)?;
-        let mut tee = Tee { source, blob: writer.as_mut(), hash: Sha256::new(), size: 0, failed: None };
+        let mut tee = Tee { source, blob: Some(writer.as_mut()), hash: Sha256::new(), size: 0, failed: None };
         let scanned = scan::scan(&mut BufReader::with_capacity(READ_BUFFER, &mut tee), &extract::wanted, self.config.scan_limits);
         let (hash, size, failed) = (tee.hash, tee.size, tee.failed);
         let scanned = match (scanned, failed) {
@@ -376,7 +376,7 @@ impl Archive {
     /// Indexes an orphan blob in place. `Ok(None)` when the same instance is already indexed.
     fn reindex(&self, key: &BlobKey) -> Result<Option<Uid>> {
         let mut reader = self.blobs.open(key)?;
-        let mut counted = Counted { inner: &mut reader, hash: Sha256::new(), size: 0 };
+        let mut counted = Tee { source: &mut reader, blob: None, hash: Sha256::new(), size: 0, failed: None };
         let scanned = scan::scan(&mut BufReader::with_capacity(READ_BUFFER, &mut counted), &extract::wanted, self.config.scan_limits).map_err(scan_error)?;
         let stored = Stored { blob: key.clone(), size: counted.size, checksum: hex(&counted.hash.finalize()) };
         let (record, _) = extract::extract(&scanned, stored).map_err(Error::Rejected)?;
@@ -386,21 +386,6 @@ impl Archive {
             Some(InsertOutcome::Inserted) => Ok(Some(uid)),
             _ => Ok(None),
         }
-    }
-}
-
-struct Counted<'a> {
-    inner: &'a mut dyn Read,
-    hash: Sha256,
-    size: u64,
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
     }
 }
 
