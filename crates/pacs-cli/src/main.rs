@@ -351,6 +351,18 @@ fn describe(scope: &Scope) -> String {
     }
 }
 
+/// The keyword and tag of a standard DICOM attribute named by keyword or tag, for messages.
+fn standard_attribute(name: &str) -> Option<String> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let dictionary = dicom_dictionary_std::StandardDataDictionary;
+    let entry = match pacs_core::attribute::parse_tag(name) {
+        Some((g, e)) => dictionary.by_tag(dicom_core::Tag(g, e)),
+        None => dictionary.by_name(name),
+    }?;
+    let tag = entry.tag_range().inner();
+    Some(format!("{} ({:04X},{:04X})", entry.alias(), tag.0, tag.1))
+}
+
 /// Builds the query from friendly filters and generic `-k` keys.
 fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
     let mut level = QueryLevel::parse(&args.level)?;
@@ -365,7 +377,11 @@ fn build_query(args: &QueryArgs) -> anyhow::Result<Query> {
             continue;
         }
         let attribute = Attribute::parse(name).ok_or_else(|| {
-            anyhow!("-k {name}: not an indexed attribute (indexed: {})", Attribute::ALL.iter().map(|a| a.keyword()).collect::<Vec<_>>().join(", "))
+            let indexed = Attribute::ALL.iter().map(|a| a.keyword()).collect::<Vec<_>>().join(", ");
+            match standard_attribute(name) {
+                Some(known) => anyhow!("-k {name}: {known} is not an indexed attribute (indexed: {indexed})"),
+                None => anyhow!("-k {name}: not an indexed attribute, nor a keyword or tag of the DICOM dictionary (indexed: {indexed})"),
+            }
         })?;
         keys.push((attribute, value));
     }

@@ -318,6 +318,7 @@ fn invalid_queries() {
     let s = Stored::new();
     assert_error(&s.pacs.run(&["query", "--study-date", "2024"]), &["StudyDate"]);
     assert_error(&s.pacs.run(&["query", "-k", "Foo=1"]), &["not an indexed attribute"]);
+    assert_error(&s.pacs.run(&["query", "-k", "PatientAge=030Y"]), &["PatientAge (0010,1010) is not an indexed attribute"]);
     assert_error(&s.pacs.run(&["query", "--level", "galaxy"]), &["galaxy"]);
     assert_error(&s.pacs.run(&["import", "--policy", "sometimes", s.path.to_str().unwrap()]), &["policy"]);
     s.assert_intact(1);

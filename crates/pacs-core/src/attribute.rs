@@ -181,6 +181,17 @@ mod tests {
     }
 
     #[test]
+    fn table_agrees_with_the_standard_dictionary() {
+        use dicom_core::Tag;
+        use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, TagRange};
+        let dictionary = dicom_dictionary_std::StandardDataDictionary;
+        for a in Attribute::ALL {
+            let entry = dictionary.by_name(a.keyword()).unwrap_or_else(|| panic!("{} is not a standard keyword", a.keyword()));
+            assert_eq!(entry.tag_range(), TagRange::Single(Tag(a.tag().0, a.tag().1)), "{}", a.keyword());
+        }
+    }
+
+    #[test]
     fn tags_are_unique() {
         let mut tags: Vec<_> = Attribute::ALL.iter().map(|a| a.tag()).collect();
         tags.sort();

@@ -346,7 +346,9 @@ mod tests {
 
     #[test]
     fn normalised_person_names() {
-        for (input, expected) in [("Wang^XiaoDong=王^小東=", "Wang^XiaoDong=王^小東"), ("DOE^JOHN^^^", "DOE^JOHN"), ("=Yamada", "=Yamada"), ("^^", ""), ("A^B=^=", "A^B")] {
+        for (input, expected) in
+            [("Wang^XiaoDong=王^小東=", "Wang^XiaoDong=王^小東"), ("DOE^JOHN^^^", "DOE^JOHN"), ("=Yamada", "=Yamada"), ("^^", ""), ("A^B=^=", "A^B")]
+        {
             assert_eq!(normalize_person_name(input), expected, "{input}");
         }
         check(Attribute::PatientName, "DOE^JOHN^", Matcher::Single("DOE^JOHN".into()));
