@@ -17,6 +17,27 @@ pub struct FileConfig {
     /// Import settings.
     #[serde(default)]
     pub import: ImportConfig,
+    /// DICOM network settings of `pacs serve`.
+    #[serde(default)]
+    pub dimse: DimseConfig,
+}
+
+/// The `[dimse]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimseConfig {
+    /// Our AE title (default PACS).
+    pub ae_title: Option<String>,
+    /// Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).
+    pub bind: Option<String>,
+    /// DICOM port (default 11112).
+    pub port: Option<u16>,
+    /// Associations served at once (default 100).
+    pub max_associations: Option<usize>,
+    /// Largest PDU accepted, in bytes (default 262144).
+    pub max_pdu_length: Option<u32>,
+    /// Seconds to wait for a peer before giving up on an association (default 60).
+    pub timeout_seconds: Option<u64>,
 }
 
 /// The `[import]` table.
@@ -40,6 +61,8 @@ pub struct Settings {
     pub jobs: usize,
     /// Import batch size.
     pub batch: usize,
+    /// The `[dimse]` table as read.
+    pub dimse: DimseConfig,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/pacs`, else `~/.local/share/pacs`, else `./pacs-data`.
@@ -89,5 +112,5 @@ pub fn resolve(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result
         Some(j) => j.parse().with_context(|| format!("PACS_IMPORT_JOBS={j:?} is not a number"))?,
         None => file.import.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
     };
-    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1) })
+    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1), dimse: file.dimse })
 }

@@ -76,6 +76,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the archive as a DICOM node (C-ECHO and C-STORE so far) until interrupted.
+    Serve {
+        /// Our AE title [config: dimse.ae_title; default PACS].
+        #[arg(long)]
+        ae_title: Option<String>,
+        /// Address to listen on [dimse.bind; default 127.0.0.1].
+        #[arg(long)]
+        bind: Option<String>,
+        /// DICOM port [dimse.port; default 11112].
+        #[arg(long)]
+        port: Option<u16>,
+        /// Associations served at once [dimse.max_associations; default 100].
+        #[arg(long)]
+        max_associations: Option<usize>,
+    },
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
         /// Print JSON.
@@ -307,6 +322,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Serve { ae_title, bind, port, max_associations } => {
+            let archive = std::sync::Arc::new(open_archive(&settings)?);
+            let d = &settings.dimse;
+            let defaults = pacs_net::dimse::ServerConfig::default();
+            let config = pacs_net::dimse::ServerConfig {
+                ae_title: ae_title.or(d.ae_title.clone()).unwrap_or(defaults.ae_title),
+                max_associations: max_associations.or(d.max_associations).unwrap_or(defaults.max_associations),
+                max_pdu_length: d.max_pdu_length.unwrap_or(defaults.max_pdu_length),
+                timeout: d.timeout_seconds.map_or(defaults.timeout, std::time::Duration::from_secs),
+            };
+            pacs_core::AeTitle::new(&config.ae_title)?;
+            let host = bind.or(d.bind.clone()).unwrap_or_else(|| "127.0.0.1".into());
+            let port = port.or(d.port).unwrap_or(11112);
+            let address: std::net::SocketAddr =
+                format!("{host}:{port}").parse().or_else(|_| format!("[{host}]:{port}").parse()).with_context(|| format!("invalid bind address {host:?}"))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let server = pacs_net::dimse::DimseServer::bind(address, archive, config.clone()).await?;
+                let local = server.local_addr()?;
+                // One line on stdout, for scripts and tests waiting for the server.
+                println!("listening on {local} as {}", config.ae_title);
+                server
+                    .serve(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json } => {
             let archive = open_archive(&settings)?;

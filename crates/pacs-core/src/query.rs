@@ -118,10 +118,10 @@ impl Matcher {
                         }
                         let lo = if lo.is_empty() { None } else { Some(normalise(lo, '0')?) };
                         let hi = if hi.is_empty() { None } else { Some(normalise(hi, '9')?) };
-                        if let (Some(l), Some(h)) = (&lo, &hi) {
-                            if l > h {
-                                return Err(invalid(format!("range is reversed: {value:?}")));
-                            }
+                        if let (Some(l), Some(h)) = (&lo, &hi)
+                            && l > h
+                        {
+                            return Err(invalid(format!("range is reversed: {value:?}")));
                         }
                         Ok(Matcher::Range { lo, hi })
                     }
@@ -189,10 +189,10 @@ pub fn normalize_time(text: &str, pad: char) -> Option<String> {
     if whole.is_empty() || whole.len() > 6 || whole.len() % 2 != 0 || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if let Some(f) = frac {
-        if whole.len() != 6 || f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
+    if let Some(f) = frac
+        && (whole.len() != 6 || f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
     }
     let hour: u32 = whole[0..2].parse().ok()?;
     if hour > 23 {

@@ -319,13 +319,13 @@ impl Walker<'_, '_> {
     fn dataset(&mut self, depth: usize, end: Option<u64>, mut first: Option<[u8; 4]>) -> Result<(), ScanError> {
         let mut probe = depth == 0;
         loop {
-            if let Some(end) = end {
-                if self.src.pos >= end {
-                    if self.src.pos > end {
-                        return self.fail("element overruns its item");
-                    }
-                    return Ok(());
+            if let Some(end) = end
+                && self.src.pos >= end
+            {
+                if self.src.pos > end {
+                    return self.fail("element overruns its item");
                 }
+                return Ok(());
             }
             let tag_bytes = match first.take() {
                 Some(b) => b,
@@ -439,7 +439,7 @@ impl Walker<'_, '_> {
             match tag {
                 SEQUENCE_END => break,
                 ITEM if len == UNDEFINED => return self.fail("pixel data fragment of undefined length"),
-                ITEM if first && record && len <= self.limits.max_offset_table && len % 4 == 0 => {
+                ITEM if first && record && len <= self.limits.max_offset_table && len.is_multiple_of(4) => {
                     let mut table = vec![0u8; len as usize];
                     self.read_exact(&mut table, "basic offset table")?;
                     offset_table = table.chunks_exact(4).map(|c| self.u32([c[0], c[1], c[2], c[3]])).collect();

@@ -1,6 +1,11 @@
 //! The network faces of the PACS engine: DICOM networking (C-ECHO, C-STORE, C-FIND, C-MOVE,
-//! C-GET as SCP and SCU) and DICOMweb (STOW-RS, QIDO-RS, WADO-RS, WADO-URI).
+//! C-GET as SCP and SCU) and, next, DICOMweb (STOW-RS, QIDO-RS, WADO-RS, WADO-URI).
 //!
-//! Both faces call the `Archive` API of `pacs-store` and nothing behind it. This crate is a
-//! placeholder until the networking services land; it exists now so that the dependency
-//! direction (net → store → core) is fixed from the start.
+//! Both faces call the `Archive` API of `pacs-store` and nothing behind it. `dicom-ul` provides
+//! PDUs and association negotiation; the DIMSE message layer above it (command sets, message
+//! assembly, statuses) is ours, in [`dimse`], because dicom-ul has none.
+
+pub mod dimse;
+pub mod error;
+
+pub use error::{Error, Result};

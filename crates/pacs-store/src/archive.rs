@@ -227,6 +227,11 @@ impl Archive {
         }
     }
 
+    /// Gives up a staged object that will not be committed: its blob is deleted.
+    pub fn abandon(&self, staged: Staged) {
+        self.discard(&staged.record.blob);
+    }
+
     fn discard(&self, key: &BlobKey) {
         if let Err(e) = self.blobs.delete(key) {
             tracing::warn!(blob = %key, error = %e, "could not delete a redundant blob; verify will report it as an orphan");

@@ -226,10 +226,10 @@ impl BlobWrite for Writer {
     }
 
     fn abort(mut self: Box<Self>) {
-        if let Some(upload) = self.multipart.take() {
-            if let Err(e) = self.runtime.block_on(upload.abort()) {
-                tracing::warn!(path = %self.path, error = %e, "aborting an upload failed; a staging leftover may remain");
-            }
+        if let Some(upload) = self.multipart.take()
+            && let Err(e) = self.runtime.block_on(upload.abort())
+        {
+            tracing::warn!(path = %self.path, error = %e, "aborting an upload failed; a staging leftover may remain");
         }
     }
 }

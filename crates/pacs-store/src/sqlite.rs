@@ -175,10 +175,10 @@ fn order_clause(level: QueryLevel) -> &'static str {
 }
 
 fn int_param(attribute: Attribute, text: &str) -> Value {
-    if attribute.kind() == ValueKind::Integer {
-        if let Ok(n) = text.parse::<i64>() {
-            return Value::Integer(n);
-        }
+    if attribute.kind() == ValueKind::Integer
+        && let Ok(n) = text.parse::<i64>()
+    {
+        return Value::Integer(n);
     }
     Value::Text(text.to_owned())
 }
@@ -554,15 +554,15 @@ impl SqliteIndex {
 }
 
 fn map_error(path: &Path, action: &str, e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(code, _) = &e {
-        if matches!(code.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) {
-            return Error::Corrupt { what: format!("index {}: {e}", path.display()) };
-        }
+    if let rusqlite::Error::SqliteFailure(code, _) = &e
+        && matches!(code.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    {
+        return Error::Corrupt { what: format!("index {}: {e}", path.display()) };
     }
     Error::Unavailable { backend: format!("SQLite index {}", path.display()), action: action.to_owned(), source: Box::new(e) }
 }
 
-fn opt<'a>(record: &'a InstanceRecord, attribute: Attribute) -> Option<&'a str> {
+fn opt(record: &InstanceRecord, attribute: Attribute) -> Option<&str> {
     record.get(attribute)
 }
 

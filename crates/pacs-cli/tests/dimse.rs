@@ -1,0 +1,164 @@
+//! `pacs serve` as a DICOM node, driven by DCMTK's echoscu and storescu (called by absolute path,
+//! so that pynetdicom's tools of the same name are never used by mistake).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+/// A running `pacs serve`, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(pacs: &Pacs, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--port", "0", "--ae-title", "PACS"];
+        args.extend_from_slice(extra);
+        let mut child = pacs.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start pacs serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let port = line.split_whitespace().find_map(|w| w.rsplit_once(':').and_then(|(_, p)| p.parse().ok())).unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+
+    /// Runs a DCMTK tool as `tool OPTIONS 127.0.0.1 PORT OPERANDS`.
+    fn dcmtk(&self, tool: &str, options: &[&str], operands: &[&str]) -> std::process::Output {
+        let port = self.port.to_string();
+        Command::new(format!("/usr/bin/{tool}"))
+            .args(options)
+            .args(["127.0.0.1", &port])
+            .args(operands)
+            .env("TCP_NODELAY", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("run /usr/bin/{tool}: {e}"))
+    }
+
+    fn echo(&self, called: &str) -> bool {
+        self.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", called], &[]).status.success()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `count` small objects under `dir`; returns (path, SOP Instance UID) pairs.
+fn corpus(dir: &Path, count: usize) -> Vec<(String, String)> {
+    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new(&count.to_string())]);
+    let files: Vec<(String, String)> =
+        manifest["files"].as_array().expect("files").iter().map(|f| (text(f, "path").to_owned(), text(f, "SOPInstanceUID").to_owned())).collect();
+    assert_eq!(files.len(), count);
+    files
+}
+
+/// Compares two files' data sets with pydicom (the file meta is ours after a network transfer).
+fn same_data_set(a: &Path, b: &Path) {
+    let verdict = python_inline(
+        "import sys, json, pydicom\n\
+         a = pydicom.dcmread(sys.argv[1]); b = pydicom.dcmread(sys.argv[2])\n\
+         print(json.dumps({'equal': a == b, 'ts': str(b.file_meta.TransferSyntaxUID)}))",
+        &[a.as_os_str(), b.as_os_str()],
+    );
+    assert_eq!(verdict["equal"], true, "{} and {} differ", a.display(), b.display());
+}
+
+#[test]
+fn echo_and_store_with_dcmtk() {
+    require_python();
+    let pacs = Pacs::new();
+    let server = Server::start(&pacs, &[]);
+    assert!(server.echo("PACS"), "C-ECHO to PACS");
+    assert!(!server.echo("OTHER"), "an association to another called AE title must be rejected");
+
+    let dir = pacs.scratch("corpus");
+    let files = corpus(&dir, 30);
+    let options = ["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"];
+    let dir_text = dir.to_string_lossy().to_string();
+    let out = server.dcmtk("storescu", &options, &[&dir_text]);
+    assert!(out.status.success(), "storescu failed: {}", describe(&out));
+
+    // Every instance is stored and reads back as the same data set.
+    let rows = pacs.json(&["query", "--level", "instance", "--format", "json"]);
+    assert_eq!(rows.as_array().map(Vec::len), Some(30), "{rows}");
+    for (file, sop) in &files {
+        let exported = pacs.scratch("exported.dcm");
+        std::fs::write(&exported, pacs.export_instance(sop)).expect("write export");
+        same_data_set(Path::new(file), &exported);
+    }
+    pacs.assert_verify_clean();
+
+    // Sending the same files again is an idempotent success.
+    let again = server.dcmtk("storescu", &options, &[&dir_text]);
+    assert!(again.status.success(), "second storescu failed: {}", describe(&again));
+    assert_eq!(pacs.stats()["instances"], 30);
+}
+
+#[test]
+fn compressed_transfer_syntax_is_stored_as_received() {
+    require_python();
+    let pacs = Pacs::new();
+    let server = Server::start(&pacs, &[]);
+    let source = pydicom_file("JPEG2000.dcm");
+    // -xw: propose JPEG 2000 (1.2.840.10008.1.2.4.91), the syntax the file is in.
+    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "-xw"], &[source.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "storescu of a JPEG 2000 file failed: {}", describe(&out));
+    let rows = pacs.json(&["query", "--level", "instance", "-k", "TransferSyntaxUID", "--format", "json"]);
+    let row = &rows[0];
+    assert_eq!(text(row, "TransferSyntaxUID"), "1.2.840.10008.1.2.4.91", "stored in the syntax it was sent in: {row}");
+    let exported = pacs.scratch("j2k.dcm");
+    std::fs::write(&exported, pacs.export_instance(text(row, "SOPInstanceUID"))).expect("write export");
+    same_data_set(&source, &exported);
+}
+
+#[test]
+fn garbage_and_broken_associations_leave_the_server_serving() {
+    require_python();
+    let pacs = Pacs::new();
+    let server = Server::start(&pacs, &[]);
+    // Garbage instead of an A-ASSOCIATE-RQ.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    drop(s);
+    // A PDU header announcing far more than allowed.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.write_all(&[0x01, 0x00, 0x7f, 0xff, 0xff, 0xff]).expect("write");
+    drop(s);
+    assert!(server.echo("PACS"), "the server still answers after garbage");
+
+    // A C-STORE cut in the middle: storescu is killed while sending a large object.
+    let dir = pacs.scratch("big");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let big = dir.join("big.dcm");
+    python("fixtures.py", &[std::ffi::OsStr::new("big"), big.as_os_str(), std::ffi::OsStr::new("64")]);
+    let port = server.port.to_string();
+    let mut sender = Command::new("/usr/bin/storescu")
+        .args(["-aet", "TESTSCU", "-aec", "PACS", "--max-send-pdu", "16384", "127.0.0.1", &port])
+        .arg(&big)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescu");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let _ = sender.kill();
+    let _ = sender.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(server.echo("PACS"), "the server still answers after a broken association");
+    drop(server);
+    // Nothing partial is stored: either the whole object arrived before the kill, or nothing.
+    let stats = pacs.stats();
+    let verify = pacs.json(&["verify", "--checksums", "--json"]);
+    assert_eq!(verify["missing"].as_array().map(Vec::len), Some(0), "{verify}");
+    assert_eq!(verify["corrupt"].as_array().map(Vec::len), Some(0), "{verify}");
+    assert_eq!(verify["orphans"].as_array().map(Vec::len), Some(0), "an aborted C-STORE left a blob: {verify}");
+    assert!(stats["instances"] == 0 || stats["instances"] == 1, "{stats}");
+}

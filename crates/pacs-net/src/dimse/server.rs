@@ -1,0 +1,418 @@
+//! The DIMSE server (SCP): one tokio task per association, each C-STORE data set streamed into
+//! `Archive::stage` as it arrives, the response sent only after the instance is durable.
+//!
+//! Services so far: Verification (C-ECHO) and Storage (C-STORE) of any SOP class in any
+//! transfer syntax the peer offers (the object is stored as received). Other requests are
+//! answered with status 0x0211 (unrecognised operation) until the query/retrieve services land.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dicom_ul::ServerAssociationOptions;
+use dicom_ul::pdu::{
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue, PDataValueType, Pdu,
+    PresentationContextResultReason,
+};
+use pacs_core::InsertOutcome;
+use pacs_store::{Archive, Staged};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use super::command::{Command, CommandField, status};
+use super::meta::part10_header;
+use crate::error::{Error, Result};
+
+/// Settings of the DIMSE server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Our AE title; associations calling another title are rejected.
+    pub ae_title: String,
+    /// Associations served at once; more are rejected (transient, local limit exceeded).
+    pub max_associations: usize,
+    /// The largest PDU we accept (and announce).
+    pub max_pdu_length: u32,
+    /// How long to wait for a peer's next PDU before giving up on the association.
+    pub timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { ae_title: "PACS".into(), max_associations: 100, max_pdu_length: 256 * 1024, timeout: Duration::from_secs(60) }
+    }
+}
+
+/// What the server tells subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// An association was accepted.
+    AssociationOpened {
+        /// Calling AE title.
+        calling: String,
+        /// Peer address.
+        peer: SocketAddr,
+    },
+    /// An instance was stored (durably) over C-STORE.
+    InstanceStored {
+        /// Calling AE title.
+        calling: String,
+        /// SOP Instance UID.
+        sop_instance_uid: String,
+        /// Study Instance UID.
+        study_instance_uid: String,
+    },
+    /// An association ended (released, aborted or failed).
+    AssociationClosed {
+        /// Calling AE title.
+        calling: String,
+        /// Peer address.
+        peer: SocketAddr,
+        /// Instances stored on it.
+        stored: u64,
+    },
+}
+
+/// A DIMSE server bound to a socket, serving an [`Archive`].
+pub struct DimseServer {
+    listener: TcpListener,
+    archive: Arc<Archive>,
+    config: Arc<ServerConfig>,
+    events: broadcast::Sender<Event>,
+}
+
+impl DimseServer {
+    /// Binds the server to `address` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    pub async fn bind(address: SocketAddr, archive: Arc<Archive>, config: ServerConfig) -> Result<DimseServer> {
+        let listener = TcpListener::bind(address).await.map_err(|source| Error::Io { action: format!("listening on {address}"), source })?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(DimseServer { listener, archive, config: Arc::new(config), events })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(|source| Error::Io { action: "reading the listening address".into(), source })
+    }
+
+    /// A receiver of the server's [`Event`]s (events sent while nobody listens are dropped).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Serves associations until `shutdown` completes; associations in progress finish on their own.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let limit = Arc::new(Semaphore::new(self.config.max_associations));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                tokio::spawn(refuse(stream, peer, self.config.max_pdu_length));
+                continue;
+            };
+            let association = Association { archive: Arc::clone(&self.archive), config: Arc::clone(&self.config), events: self.events.clone(), peer };
+            tokio::spawn(async move {
+                association.run(stream).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Reads the A-ASSOCIATE-RQ of a connection over the limit and rejects it.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, max_pdu_length: u32) {
+    use tokio::io::AsyncWriteExt;
+    let mut buffer = BytesMut::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), dicom_ul::association::read_pdu_from_wire_async(&mut stream, &mut buffer, max_pdu_length, false));
+    if !matches!(read.await, Ok(Ok(Pdu::AssociationRQ(_)))) {
+        return;
+    }
+    let reject = Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(AssociationRJServiceProviderPresentationReason::LocalLimitExceeded),
+    });
+    let mut out = Vec::new();
+    if dicom_ul::write_pdu(&mut out, &reject).is_ok() {
+        let _ = stream.write_all(&out).await;
+    }
+    tracing::warn!(%peer, "association rejected: too many associations at once");
+}
+
+/// Bytes of a data set arriving over the network, read by a blocking `Archive::stage`.
+struct ChannelReader {
+    current: Bytes,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Where the data set of the message being received goes.
+enum Incoming {
+    /// A C-STORE data set streaming into the archive.
+    Store { data: Option<mpsc::Sender<Bytes>>, staging: tokio::task::JoinHandle<pacs_core::Result<Staged>> },
+    /// A data set of a request we do not serve: read and dropped.
+    Discard,
+}
+
+/// The message being received on an association.
+enum State {
+    Idle,
+    Command { context: u8, bytes: Vec<u8> },
+    Data { context: u8, command: Box<Command>, incoming: Incoming },
+}
+
+struct Association {
+    archive: Arc<Archive>,
+    config: Arc<ServerConfig>,
+    events: broadcast::Sender<Event>,
+    peer: SocketAddr,
+}
+
+type Ul = dicom_ul::association::server::AsyncServerAssociation<TcpStream>;
+
+const MAX_COMMAND: usize = 64 * 1024;
+
+impl Association {
+    async fn run(self, stream: TcpStream) {
+        let options = ServerAssociationOptions::new()
+            .accept_called_ae_title()
+            .ae_title(self.config.ae_title.clone())
+            .promiscuous(true)
+            .max_pdu_length(self.config.max_pdu_length)
+            .read_timeout(self.config.timeout)
+            .write_timeout(self.config.timeout);
+        let mut ul = match options.establish_async(stream).await {
+            Ok(ul) => ul,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "association refused");
+                return;
+            }
+        };
+        let calling = dicom_ul::association::Association::peer_ae_title(&ul).trim().to_owned();
+        let contexts: HashMap<u8, (String, String)> = ul
+            .presentation_contexts()
+            .iter()
+            .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| (pc.id, (pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned())))
+            .collect();
+        tracing::info!(peer = %self.peer, %calling, contexts = contexts.len(), "association accepted");
+        let _ = self.events.send(Event::AssociationOpened { calling: calling.clone(), peer: self.peer });
+        let mut stored = 0u64;
+        let outcome = self.serve(&mut ul, &calling, &contexts, &mut stored).await;
+        match outcome {
+            Ok(()) => tracing::info!(peer = %self.peer, %calling, stored, "association released"),
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, %calling, stored, error = %e, "association ended abnormally");
+                let _ = ul.abort().await;
+            }
+        }
+        let _ = self.events.send(Event::AssociationClosed { calling, peer: self.peer, stored });
+    }
+
+    async fn serve(&self, ul: &mut Ul, calling: &str, contexts: &HashMap<u8, (String, String)>, stored: &mut u64) -> Result<()> {
+        let mut state = State::Idle;
+        let failed = |reason: String| Error::Malformed { reason };
+        loop {
+            let pdu = ul.receive().await.map_err(|source| Error::Association { peer: format!("{calling}@{}", self.peer), source: Box::new(source) })?;
+            let values = match pdu {
+                Pdu::PData { data } => data,
+                Pdu::ReleaseRQ => {
+                    if !matches!(state, State::Idle) {
+                        return Err(failed("release requested in the middle of a message".into()));
+                    }
+                    ul.send(&Pdu::ReleaseRP).await.map_err(|source| Error::Association { peer: calling.to_owned(), source: Box::new(source) })?;
+                    return Ok(());
+                }
+                Pdu::AbortRQ { .. } => return Err(failed("aborted by the peer".into())),
+                other => return Err(failed(format!("unexpected {}", other.short_description()))),
+            };
+            for value in values {
+                state = self.on_value(ul, calling, contexts, state, value, stored).await?;
+            }
+        }
+    }
+
+    async fn on_value(
+        &self,
+        ul: &mut Ul,
+        calling: &str,
+        contexts: &HashMap<u8, (String, String)>,
+        state: State,
+        value: PDataValue,
+        stored: &mut u64,
+    ) -> Result<State> {
+        let failed = |reason: String| Error::Malformed { reason };
+        let context = value.presentation_context_id;
+        let Some((_, transfer_syntax)) = contexts.get(&context) else {
+            return Err(failed(format!("presentation context {context} was not accepted")));
+        };
+        match (state, value.value_type) {
+            (State::Idle, PDataValueType::Command) => {
+                let bytes = value.data;
+                if value.is_last { self.on_command(ul, calling, transfer_syntax, context, &bytes).await } else { Ok(State::Command { context, bytes }) }
+            }
+            (State::Command { context: c, mut bytes }, PDataValueType::Command) if c == context => {
+                bytes.extend_from_slice(&value.data);
+                if bytes.len() > MAX_COMMAND {
+                    return Err(failed(format!("command set longer than {MAX_COMMAND} bytes")));
+                }
+                if value.is_last { self.on_command(ul, calling, transfer_syntax, context, &bytes).await } else { Ok(State::Command { context, bytes }) }
+            }
+            (State::Data { context: c, command, mut incoming }, PDataValueType::Data) if c == context => {
+                if let Incoming::Store { data: Some(tx), .. } = &incoming {
+                    // Backpressure: the network waits while the archive is behind.
+                    if tx.send(Bytes::from(value.data)).await.is_err() {
+                        // The stage ended early (a rejection): the rest is read and dropped.
+                        if let Incoming::Store { data, .. } = &mut incoming {
+                            *data = None;
+                        }
+                    }
+                }
+                if !value.is_last {
+                    return Ok(State::Data { context, command, incoming });
+                }
+                self.on_data_end(ul, calling, context, *command, incoming, stored).await?;
+                Ok(State::Idle)
+            }
+            (_, kind) => Err(failed(format!("unexpected {kind:?} fragment on presentation context {context}"))),
+        }
+    }
+
+    async fn on_command(&self, ul: &mut Ul, calling: &str, transfer_syntax: &str, context: u8, bytes: &[u8]) -> Result<State> {
+        let command = Command::decode(bytes)?;
+        match command.field {
+            CommandField::CEchoRq => {
+                let response = Command::c_echo_rsp(command.message_id.unwrap_or(0), status::SUCCESS);
+                self.respond(ul, context, &response).await?;
+                Ok(State::Idle)
+            }
+            CommandField::CStoreRq if command.has_data_set => {
+                let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
+                let sop_instance = command.affected_sop_instance_uid.clone().unwrap_or_default();
+                let header = part10_header(&sop_class, &sop_instance, transfer_syntax, calling);
+                let (tx, rx) = mpsc::channel::<Bytes>(8);
+                let archive = Arc::clone(&self.archive);
+                let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::from(header), rx }));
+                Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Store { data: Some(tx), staging } })
+            }
+            _ if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Discard }),
+            _ => {
+                self.unrecognised(ul, context, &command).await?;
+                Ok(State::Idle)
+            }
+        }
+    }
+
+    async fn unrecognised(&self, ul: &mut Ul, context: u8, command: &Command) -> Result<()> {
+        tracing::warn!(peer = %self.peer, field = ?command.field, "request not served (yet)");
+        let Some(field) = response_field(command.field) else { return Ok(()) };
+        let response = Command {
+            message_id_responded_to: command.message_id,
+            affected_sop_class_uid: command.affected_sop_class_uid.clone().or_else(|| command.requested_sop_class_uid.clone()),
+            status: Some(status::UNRECOGNIZED_OPERATION),
+            ..Command::new(field)
+        };
+        self.respond(ul, context, &response).await
+    }
+
+    async fn on_data_end(&self, ul: &mut Ul, calling: &str, context: u8, command: Command, incoming: Incoming, stored: &mut u64) -> Result<()> {
+        let Incoming::Store { data, staging } = incoming else {
+            return self.unrecognised(ul, context, &command).await;
+        };
+        drop(data);
+        let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
+        let sop_instance = command.affected_sop_instance_uid.clone().unwrap_or_default();
+        let message_id = command.message_id.unwrap_or(0);
+        let staged = staging.await.map_err(|e| Error::Io { action: "storing an instance".into(), source: io::Error::other(e) })?;
+        let (code, comment) = match staged {
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, %calling, sop = %sop_instance, error = %e, "C-STORE refused");
+                (if matches!(e, pacs_core::Error::Rejected(_)) { status::CANNOT_UNDERSTAND } else { status::OUT_OF_RESOURCES }, Some(e.to_string()))
+            }
+            Ok(staged) if staged.record.sop_instance_uid.as_str() != sop_instance => {
+                let comment = format!("data set holds SOP Instance UID {}, the request names {sop_instance}", staged.record.sop_instance_uid);
+                self.archive.abandon(staged);
+                (status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, Some(comment))
+            }
+            Ok(staged) => {
+                let archive = Arc::clone(&self.archive);
+                let committed = tokio::task::spawn_blocking(move || archive.commit(vec![staged]))
+                    .await
+                    .map_err(|e| Error::Io { action: "storing an instance".into(), source: io::Error::other(e) })?;
+                match committed.map(|mut reports| reports.pop()) {
+                    Ok(Some(report)) => match report.outcome {
+                        InsertOutcome::Refused { .. } => {
+                            (status::DUPLICATE_SOP_INSTANCE, Some("a different instance with this SOP Instance UID is stored".into()))
+                        }
+                        outcome => {
+                            if matches!(outcome, InsertOutcome::Inserted | InsertOutcome::Replaced { .. }) {
+                                *stored += 1;
+                                let _ = self.events.send(Event::InstanceStored {
+                                    calling: calling.to_owned(),
+                                    sop_instance_uid: report.record.sop_instance_uid.to_string(),
+                                    study_instance_uid: report.record.study_instance_uid.to_string(),
+                                });
+                            } else {
+                                tracing::info!(sop = %sop_instance, ?outcome, "C-STORE of an instance already stored");
+                            }
+                            (status::SUCCESS, None)
+                        }
+                    },
+                    Ok(None) => (status::PROCESSING_FAILURE, Some("no outcome".into())),
+                    Err(e) => {
+                        tracing::error!(sop = %sop_instance, error = %e, "C-STORE could not be committed");
+                        (status::OUT_OF_RESOURCES, Some(e.to_string()))
+                    }
+                }
+            }
+        };
+        let mut response = Command::c_store_rsp(message_id, &sop_class, &sop_instance, code);
+        // Error Comment is LO: at most 64 characters.
+        response.error_comment = comment.map(|c| c.chars().take(64).collect());
+        self.respond(ul, context, &response).await
+    }
+
+    async fn respond(&self, ul: &mut Ul, context: u8, response: &Command) -> Result<()> {
+        let pdu = Pdu::PData {
+            data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: response.encode() }],
+        };
+        ul.send(&pdu).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })
+    }
+}
+
+/// The response field of a request field.
+fn response_field(field: CommandField) -> Option<CommandField> {
+    Some(match field {
+        CommandField::CStoreRq => CommandField::CStoreRsp,
+        CommandField::CFindRq => CommandField::CFindRsp,
+        CommandField::CMoveRq => CommandField::CMoveRsp,
+        CommandField::CGetRq => CommandField::CGetRsp,
+        CommandField::CEchoRq => CommandField::CEchoRsp,
+        _ => return None,
+    })
+}
