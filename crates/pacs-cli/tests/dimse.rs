@@ -162,3 +162,75 @@ fn garbage_and_broken_associations_leave_the_server_serving() {
     assert_eq!(verify["orphans"].as_array().map(Vec::len), Some(0), "an aborted C-STORE left a blob: {verify}");
     assert!(stats["instances"] == 0 || stats["instances"] == 1, "{stats}");
 }
+
+/// Runs findscu with `keys`, extracting the responses; returns them read by pydicom as JSON
+/// (one object per response, keyword → string).
+fn findscu(server: &Server, pacs: &Pacs, model: &str, keys: &[&str]) -> Vec<serde_json::Value> {
+    let out_dir = pacs.scratch(&format!("find-{}", keys.join("_").replace(['/', '^', '*', '='], "-")));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let out_text = out_dir.to_string_lossy().to_string();
+    let mut options = vec!["-aet", "TESTSCU", "-aec", "PACS", model, "-X", "-od", &out_text];
+    for k in keys {
+        options.push("-k");
+        options.push(k);
+    }
+    let out = server.dcmtk("findscu", &options, &[]);
+    assert!(out.status.success(), "findscu {keys:?} failed: {}", describe(&out));
+    let read = python_inline(
+        "import sys, json, glob, pydicom\n\
+         rows = []\n\
+         for f in sorted(glob.glob(sys.argv[1] + '/rsp*.dcm')):\n\
+         \x20   ds = pydicom.dcmread(f, force=True)\n\
+         \x20   rows.append({e.keyword: str(e.value) for e in ds if e.keyword})\n\
+         print(json.dumps(rows))",
+        &[&out_text],
+    );
+    read.as_array().expect("rows").clone()
+}
+
+#[test]
+fn find_with_dcmtk() {
+    require_python();
+    let pacs = Pacs::new();
+    let server = Server::start(&pacs, &[]);
+    let dir = pacs.scratch("corpus");
+    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new("24")]);
+    let files = manifest["files"].as_array().expect("files");
+    let dir_text = dir.to_string_lossy().to_string();
+    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
+    assert!(out.status.success(), "storescu failed: {}", describe(&out));
+    let studies: std::collections::BTreeSet<&str> = files.iter().map(|f| text(f, "StudyInstanceUID")).collect();
+
+    // Study root, STUDY level, universal: every study once, with the derived counts.
+    let rows = findscu(&server, &pacs, "-S", &["QueryRetrieveLevel=STUDY", "StudyInstanceUID", "NumberOfStudyRelatedInstances", "PatientName"]);
+    let got: std::collections::BTreeSet<&str> = rows.iter().map(|r| text(r, "StudyInstanceUID")).collect();
+    assert_eq!(got, studies, "{rows:?}");
+    let total: u64 = rows.iter().map(|r| text(r, "NumberOfStudyRelatedInstances").parse::<u64>().expect("count")).sum();
+    assert_eq!(total, 24);
+
+    // Single value matching on one study, at SERIES and IMAGE level.
+    let study = files[0]["StudyInstanceUID"].as_str().expect("uid");
+    let in_study: Vec<&serde_json::Value> = files.iter().filter(|f| text(f, "StudyInstanceUID") == study).collect();
+    let key = format!("StudyInstanceUID={study}");
+    let rows = findscu(&server, &pacs, "-S", &["QueryRetrieveLevel=IMAGE", &key, "SOPInstanceUID"]);
+    let got: std::collections::BTreeSet<&str> = rows.iter().map(|r| text(r, "SOPInstanceUID")).collect();
+    let want: std::collections::BTreeSet<&str> = in_study.iter().map(|f| text(f, "SOPInstanceUID")).collect();
+    assert_eq!(got, want);
+    let rows = findscu(&server, &pacs, "-S", &["QueryRetrieveLevel=SERIES", &key, "SeriesInstanceUID"]);
+    let want: std::collections::BTreeSet<&str> = in_study.iter().map(|f| text(f, "SeriesInstanceUID")).collect();
+    assert_eq!(rows.iter().map(|r| text(r, "SeriesInstanceUID")).collect::<std::collections::BTreeSet<_>>(), want);
+
+    // Patient root, PATIENT level, wildcard on the name: compared with the archive's own query.
+    let expected = pacs.json(&["query", "--level", "patient", "--patient-name", "*", "--format", "json"]);
+    let rows = findscu(&server, &pacs, "-P", &["QueryRetrieveLevel=PATIENT", "PatientName=*", "PatientID"]);
+    assert_eq!(rows.len(), expected.as_array().map_or(0, Vec::len), "{rows:?} vs {expected}");
+
+    // A key below the level is refused, and the server keeps serving.
+    let out_dir = pacs.scratch("bad-find");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let out = server.dcmtk("findscu", &["-v", "-aet", "TESTSCU", "-aec", "PACS", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "Modality=CT"], &[]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("Final Find Response (Error: DataSetDoesNotMatchSOPClass)"), "expected status A900: {said}");
+    assert!(server.echo("PACS"));
+}

@@ -1,10 +1,12 @@
 //! DIMSE: the DICOM message service over dicom-ul associations.
 //!
 //! - [`command`]: command sets (always Implicit VR Little Endian) and statuses.
+//! - [`find`]: C-FIND identifiers to queries, and result rows to response identifiers.
 //! - [`meta`]: the File Meta Information put in front of a received data set.
 //! - [`server`]: the SCP, one tokio task per association.
 
 pub mod command;
+pub mod find;
 pub mod meta;
 pub mod server;
 

@@ -1,9 +1,10 @@
 //! The DIMSE server (SCP): one tokio task per association, each C-STORE data set streamed into
 //! `Archive::stage` as it arrives, the response sent only after the instance is durable.
 //!
-//! Services so far: Verification (C-ECHO) and Storage (C-STORE) of any SOP class in any
-//! transfer syntax the peer offers (the object is stored as received). Other requests are
-//! answered with status 0x0211 (unrecognised operation) until the query/retrieve services land.
+//! Services so far: Verification (C-ECHO), Storage (C-STORE) of any SOP class in any transfer
+//! syntax the peer offers (the object is stored as received), and Query (C-FIND, Patient and
+//! Study Root, every level). C-MOVE and C-GET are answered with status 0x0211 (unrecognised
+//! operation) until the retrieve services land; C-CANCEL of a C-FIND is not honoured yet.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::command::{Command, CommandField, status};
+use super::find;
 use super::meta::part10_header;
 use crate::error::{Error, Result};
 
@@ -175,6 +177,8 @@ impl Read for ChannelReader {
 enum Incoming {
     /// A C-STORE data set streaming into the archive.
     Store { data: Option<mpsc::Sender<Bytes>>, staging: tokio::task::JoinHandle<pacs_core::Result<Staged>> },
+    /// A C-FIND identifier, collected (it is small; bounded by `MAX_IDENTIFIER`).
+    Find(Vec<u8>),
     /// A data set of a request we do not serve: read and dropped.
     Discard,
 }
@@ -196,6 +200,7 @@ struct Association {
 type Ul = dicom_ul::association::server::AsyncServerAssociation<TcpStream>;
 
 const MAX_COMMAND: usize = 64 * 1024;
+const MAX_IDENTIFIER: usize = 1024 * 1024;
 
 impl Association {
     async fn run(self, stream: TcpStream) {
@@ -284,6 +289,12 @@ impl Association {
                 if value.is_last { self.on_command(ul, calling, transfer_syntax, context, &bytes).await } else { Ok(State::Command { context, bytes }) }
             }
             (State::Data { context: c, command, mut incoming }, PDataValueType::Data) if c == context => {
+                if let Incoming::Find(bytes) = &mut incoming {
+                    bytes.extend_from_slice(&value.data);
+                    if bytes.len() > MAX_IDENTIFIER {
+                        return Err(failed(format!("C-FIND identifier longer than {MAX_IDENTIFIER} bytes")));
+                    }
+                }
                 if let Incoming::Store { data: Some(tx), .. } = &incoming {
                     // Backpressure: the network waits while the archive is behind.
                     if tx.send(Bytes::from(value.data)).await.is_err() {
@@ -320,6 +331,7 @@ impl Association {
                 let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::from(header), rx }));
                 Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Store { data: Some(tx), staging } })
             }
+            CommandField::CFindRq if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Find(Vec::new()) }),
             _ if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Discard }),
             _ => {
                 self.unrecognised(ul, context, &command).await?;
@@ -341,8 +353,10 @@ impl Association {
     }
 
     async fn on_data_end(&self, ul: &mut Ul, calling: &str, context: u8, command: Command, incoming: Incoming, stored: &mut u64) -> Result<()> {
-        let Incoming::Store { data, staging } = incoming else {
-            return self.unrecognised(ul, context, &command).await;
+        let (data, staging) = match incoming {
+            Incoming::Store { data, staging } => (data, staging),
+            Incoming::Find(identifier) => return self.find(ul, context, &command, &identifier).await,
+            Incoming::Discard => return self.unrecognised(ul, context, &command).await,
         };
         drop(data);
         let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
@@ -395,6 +409,60 @@ impl Association {
         // Error Comment is LO: at most 64 characters.
         response.error_comment = comment.map(|c| c.chars().take(64).collect());
         self.respond(ul, context, &response).await
+    }
+
+    /// Answers a C-FIND: one pending response per match, then the final status.
+    async fn find(&self, ul: &mut Ul, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
+        let message_id = command.message_id.unwrap_or(0);
+        let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
+        let transfer_syntax =
+            ul.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned()).unwrap_or_default();
+        let request = match find::parse_identifier(identifier, &transfer_syntax) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "C-FIND refused");
+                let mut response = Command::c_find_rsp(message_id, &sop_class, status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, false);
+                response.error_comment = Some(e.to_string().chars().take(64).collect());
+                return self.respond(ul, context, &response).await;
+            }
+        };
+        let archive = Arc::clone(&self.archive);
+        let query = request.query.clone();
+        let rows = tokio::task::spawn_blocking(move || archive.query(&query))
+            .await
+            .map_err(|e| Error::Io { action: "running a query".into(), source: io::Error::other(e) })?;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "C-FIND failed");
+                let mut response = Command::c_find_rsp(message_id, &sop_class, status::UNABLE_TO_PROCESS, false);
+                response.error_comment = Some(e.to_string().chars().take(64).collect());
+                return self.respond(ul, context, &response).await;
+            }
+        };
+        tracing::debug!(peer = %self.peer, level = %request.query.level, matches = rows.len(), "C-FIND");
+        let pending = Command::c_find_rsp(message_id, &sop_class, status::PENDING, true);
+        for row in &rows {
+            self.respond(ul, context, &pending).await?;
+            let data = find::encode_response(request.query.level, &request.keys, row, &transfer_syntax);
+            self.send_data(ul, context, data).await?;
+        }
+        self.respond(ul, context, &Command::c_find_rsp(message_id, &sop_class, status::SUCCESS, false)).await
+    }
+
+    /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.
+    async fn send_data(&self, ul: &mut Ul, context: u8, data: Vec<u8>) -> Result<()> {
+        let peer_max = dicom_ul::association::Association::requestor_max_pdu_length(ul) as usize;
+        // 6 bytes of PDU header and 6 of PDV header; 0 means no limit.
+        let chunk = if peer_max == 0 { data.len().max(1) } else { peer_max.saturating_sub(12).max(1024) };
+        let total = data.len();
+        let mut sent = 0;
+        for piece in data.chunks(chunk) {
+            sent += piece.len();
+            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: sent == total, data: piece.to_vec() };
+            ul.send(&Pdu::PData { data: vec![value] }).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })?;
+        }
+        Ok(())
     }
 
     async fn respond(&self, ul: &mut Ul, context: u8, response: &Command) -> Result<()> {
