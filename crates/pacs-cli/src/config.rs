@@ -38,6 +38,9 @@ pub struct DimseConfig {
     pub max_pdu_length: Option<u32>,
     /// Seconds to wait for a peer before giving up on an association (default 60).
     pub timeout_seconds: Option<u64>,
+    /// Known remote AEs (C-MOVE destinations): AE title = "host:port".
+    #[serde(default)]
+    pub remote_aes: std::collections::HashMap<String, String>,
 }
 
 /// The `[import]` table.

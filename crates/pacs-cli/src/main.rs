@@ -90,6 +90,9 @@ enum Command {
         /// Associations served at once [dimse.max_associations; default 100].
         #[arg(long)]
         max_associations: Option<usize>,
+        /// A known remote AE (C-MOVE destination), AE=host:port; repeatable [dimse.remote_aes].
+        #[arg(long = "remote")]
+        remotes: Vec<String>,
     },
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
@@ -323,7 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { ae_title, bind, port, max_associations } => {
+        Command::Serve { ae_title, bind, port, max_associations, remotes } => {
             let archive = std::sync::Arc::new(open_archive(&settings)?);
             let d = &settings.dimse;
             let defaults = pacs_net::dimse::ServerConfig::default();
@@ -332,7 +335,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_associations: max_associations.or(d.max_associations).unwrap_or(defaults.max_associations),
                 max_pdu_length: d.max_pdu_length.unwrap_or(defaults.max_pdu_length),
                 timeout: d.timeout_seconds.map_or(defaults.timeout, std::time::Duration::from_secs),
+                remote_aes: d.remote_aes.clone(),
             };
+            let mut config = config;
+            for remote in remotes {
+                let (ae, address) = remote.split_once('=').with_context(|| format!("--remote {remote:?}: expected AE=host:port"))?;
+                config.remote_aes.insert(ae.trim().to_owned(), address.trim().to_owned());
+            }
+            for (ae, address) in &config.remote_aes {
+                pacs_core::AeTitle::new(ae)?;
+                if address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                    bail!("remote AE {ae}: {address:?} is not host:port");
+                }
+            }
             pacs_core::AeTitle::new(&config.ae_title)?;
             let host = bind.or(d.bind.clone()).unwrap_or_else(|| "127.0.0.1".into());
             let port = port.or(d.port).unwrap_or(11112);

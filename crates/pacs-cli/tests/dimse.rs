@@ -234,3 +234,70 @@ fn find_with_dcmtk() {
     assert!(said.contains("Final Find Response (Error: DataSetDoesNotMatchSOPClass)"), "expected status A900: {said}");
     assert!(server.echo("PACS"));
 }
+
+/// A free TCP port on loopback (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[test]
+fn move_to_a_storescp_with_dcmtk() {
+    require_python();
+    let pacs = Pacs::new();
+    let dest_port = free_port();
+    let remote = format!("DEST=127.0.0.1:{dest_port}");
+    let server = Server::start(&pacs, &["--remote", &remote]);
+    let dir = pacs.scratch("corpus");
+    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new("12")]);
+    let files = manifest["files"].as_array().expect("files");
+    let dir_text = dir.to_string_lossy().to_string();
+    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
+    assert!(out.status.success(), "storescu failed: {}", describe(&out));
+
+    // The destination: DCMTK's storescp, writing what it receives to a folder.
+    let received = pacs.scratch("received");
+    std::fs::create_dir_all(&received).expect("mkdir");
+    let mut storescp = Command::new("/usr/bin/storescp")
+        .args(["-aet", "DEST", "-od"])
+        .arg(&received)
+        .arg(dest_port.to_string())
+        .env("TCP_NODELAY", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescp");
+    // Wait (bounded) until storescp listens.
+    let listening = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        TcpStream::connect(("127.0.0.1", dest_port)).is_ok()
+    });
+    assert!(listening, "storescp did not start");
+
+    let study = text(&files[0], "StudyInstanceUID");
+    let in_study: Vec<&serde_json::Value> = files.iter().filter(|f| text(f, "StudyInstanceUID") == study).collect();
+    let key = format!("StudyInstanceUID={study}");
+    let out = server.dcmtk("movescu", &["-v", "-aet", "TESTSCU", "-aec", "PACS", "-aem", "DEST", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", &key], &[]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "movescu failed: {said}");
+    assert!(said.contains("Received Final Move Response (Success)"), "{said}");
+
+    // A move to an unknown destination is refused with 0xA801.
+    let out = server.dcmtk("movescu", &["-v", "-aet", "TESTSCU", "-aec", "PACS", "-aem", "NOWHERE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", &key], &[]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("MoveDestinationUnknown") || said.contains("a801") || said.contains("A801"), "{said}");
+    let _ = storescp.kill();
+    let _ = storescp.wait();
+
+    // What arrived is exactly the study's instances, each the same data set as sent.
+    let mut arrived: Vec<std::path::PathBuf> = std::fs::read_dir(&received).expect("read").map(|e| e.expect("entry").path()).collect();
+    arrived.sort();
+    assert_eq!(arrived.len(), in_study.len(), "{arrived:?}");
+    for f in &in_study {
+        let sop = text(f, "SOPInstanceUID");
+        let got = arrived
+            .iter()
+            .find(|p| python_inline("import sys, json, pydicom; print(json.dumps(pydicom.dcmread(sys.argv[1]).SOPInstanceUID))", &[p.as_os_str()]) == sop)
+            .unwrap_or_else(|| panic!("{sop} did not arrive"));
+        same_data_set(Path::new(text(f, "path")), got);
+    }
+}

@@ -460,6 +460,32 @@ impl Walker<'_, '_> {
     }
 }
 
+/// The offset of the data set in a Part 10 object, from its first bytes (preamble and File Meta
+/// Information, which is always explicit VR little endian): what follows is the data set exactly
+/// as it would travel in a C-STORE. `None` if `head` is not a Part 10 header or is too short.
+pub fn data_set_offset(head: &[u8]) -> Option<u64> {
+    let mut at = if head.get(128..132) == Some(b"DICM") {
+        132
+    } else if head.get(..4) == Some(b"DICM") {
+        4
+    } else {
+        return None;
+    };
+    loop {
+        let group = u16::from_le_bytes(head.get(at..at + 2)?.try_into().ok()?);
+        if group != 0x0002 {
+            return Some(at as u64);
+        }
+        let vr = head.get(at + 4..at + 6)?;
+        let (header, len) = if matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV") {
+            (12, u32::from_le_bytes(head.get(at + 8..at + 12)?.try_into().ok()?) as usize)
+        } else {
+            (8, usize::from(u16::from_le_bytes(head.get(at + 6..at + 8)?.try_into().ok()?)))
+        };
+        at = at.checked_add(header + len)?;
+    }
+}
+
 fn read_up_to(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -565,6 +591,16 @@ pub(crate) mod tests {
         assert_eq!(out.elements[&(0x0010, 0x0010)].bytes, b"DOE^JOHN");
         assert!(!out.elements.contains_key(&(0x0008, 0x1155)), "nested elements are not top level");
         assert_eq!(out.pixel, PixelLayout::Native { offset: pixel_offset, length: 8 });
+    }
+
+    #[test]
+    fn data_set_offsets() {
+        let mut b = Builder::new(EXPLICIT_VR_LE);
+        let offset = b.bytes.len() as u64;
+        b.element((0x0008, 0x0018), b"UI", b"1.2.3\0");
+        assert_eq!(data_set_offset(&b.bytes), Some(offset));
+        assert_eq!(data_set_offset(&b.bytes[..offset as usize - 1]), None);
+        assert_eq!(data_set_offset(b"not dicom at all"), None);
     }
 
     #[test]

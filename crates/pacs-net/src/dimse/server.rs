@@ -3,8 +3,8 @@
 //!
 //! Services so far: Verification (C-ECHO), Storage (C-STORE) of any SOP class in any transfer
 //! syntax the peer offers (the object is stored as received), and Query (C-FIND, Patient and
-//! Study Root, every level). C-MOVE and C-GET are answered with status 0x0211 (unrecognised
-//! operation) until the retrieve services land; C-CANCEL of a C-FIND is not honoured yet.
+//! Study Root, every level), and C-MOVE to a known AE. C-GET is answered with status 0x0211
+//! (unrecognised operation) until it lands; C-CANCEL is not honoured yet.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,8 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::command::{Command, CommandField, status};
-use super::find;
 use super::meta::part10_header;
+use super::{find, retrieve};
 use crate::error::{Error, Result};
 
 /// Settings of the DIMSE server.
@@ -40,11 +40,19 @@ pub struct ServerConfig {
     pub max_pdu_length: u32,
     /// How long to wait for a peer's next PDU before giving up on the association.
     pub timeout: Duration,
+    /// Known remote AEs, C-MOVE destinations: AE title → `host:port`.
+    pub remote_aes: HashMap<String, String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { ae_title: "PACS".into(), max_associations: 100, max_pdu_length: 256 * 1024, timeout: Duration::from_secs(60) }
+        ServerConfig {
+            ae_title: "PACS".into(),
+            max_associations: 100,
+            max_pdu_length: 256 * 1024,
+            timeout: Duration::from_secs(60),
+            remote_aes: HashMap::new(),
+        }
     }
 }
 
@@ -177,8 +185,8 @@ impl Read for ChannelReader {
 enum Incoming {
     /// A C-STORE data set streaming into the archive.
     Store { data: Option<mpsc::Sender<Bytes>>, staging: tokio::task::JoinHandle<pacs_core::Result<Staged>> },
-    /// A C-FIND identifier, collected (it is small; bounded by `MAX_IDENTIFIER`).
-    Find(Vec<u8>),
+    /// A C-FIND or C-MOVE identifier, collected (it is small; bounded by `MAX_IDENTIFIER`).
+    Identifier(Vec<u8>),
     /// A data set of a request we do not serve: read and dropped.
     Discard,
 }
@@ -289,7 +297,7 @@ impl Association {
                 if value.is_last { self.on_command(ul, calling, transfer_syntax, context, &bytes).await } else { Ok(State::Command { context, bytes }) }
             }
             (State::Data { context: c, command, mut incoming }, PDataValueType::Data) if c == context => {
-                if let Incoming::Find(bytes) = &mut incoming {
+                if let Incoming::Identifier(bytes) = &mut incoming {
                     bytes.extend_from_slice(&value.data);
                     if bytes.len() > MAX_IDENTIFIER {
                         return Err(failed(format!("C-FIND identifier longer than {MAX_IDENTIFIER} bytes")));
@@ -331,7 +339,9 @@ impl Association {
                 let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::from(header), rx }));
                 Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Store { data: Some(tx), staging } })
             }
-            CommandField::CFindRq if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Find(Vec::new()) }),
+            CommandField::CFindRq | CommandField::CMoveRq if command.has_data_set => {
+                Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Identifier(Vec::new()) })
+            }
             _ if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Discard }),
             _ => {
                 self.unrecognised(ul, context, &command).await?;
@@ -355,7 +365,10 @@ impl Association {
     async fn on_data_end(&self, ul: &mut Ul, calling: &str, context: u8, command: Command, incoming: Incoming, stored: &mut u64) -> Result<()> {
         let (data, staging) = match incoming {
             Incoming::Store { data, staging } => (data, staging),
-            Incoming::Find(identifier) => return self.find(ul, context, &command, &identifier).await,
+            Incoming::Identifier(identifier) if command.field == CommandField::CMoveRq => {
+                return self.c_move(ul, calling, context, &command, &identifier).await;
+            }
+            Incoming::Identifier(identifier) => return self.find(ul, context, &command, &identifier).await,
             Incoming::Discard => return self.unrecognised(ul, context, &command).await,
         };
         drop(data);
@@ -448,6 +461,76 @@ impl Association {
             self.send_data(ul, context, data).await?;
         }
         self.respond(ul, context, &Command::c_find_rsp(message_id, &sop_class, status::SUCCESS, false)).await
+    }
+
+    /// Answers a C-MOVE: the matching instances are sent to the destination AE on an
+    /// association of their own, with a pending response after each, then the final counts.
+    async fn c_move(&self, ul: &mut Ul, calling: &str, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
+        let message_id = command.message_id.unwrap_or(0);
+        let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
+        let final_status = |code: u16, comment: Option<String>| {
+            let mut response = Command::c_move_rsp(message_id, &sop_class, code, None, 0, 0, 0);
+            response.error_comment = comment.map(|c| c.chars().take(64).collect());
+            response
+        };
+        let transfer_syntax =
+            ul.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned()).unwrap_or_default();
+        let request = match find::parse_identifier(identifier, &transfer_syntax) {
+            Ok(r) => r,
+            Err(e) => return self.respond(ul, context, &final_status(status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, Some(e.to_string()))).await,
+        };
+        let destination = command.move_destination.clone().unwrap_or_default().trim().to_owned();
+        let Some(address) = self.config.remote_aes.get(&destination).cloned() else {
+            tracing::warn!(peer = %self.peer, %calling, %destination, "C-MOVE to an unknown destination");
+            let comment = format!("unknown move destination {destination:?}");
+            return self.respond(ul, context, &final_status(status::MOVE_DESTINATION_UNKNOWN, Some(comment))).await;
+        };
+        let archive = Arc::clone(&self.archive);
+        let query = request.query.clone();
+        let records = tokio::task::spawn_blocking(move || retrieve::instances_of(&archive, &query))
+            .await
+            .map_err(|e| Error::Io { action: "finding instances to move".into(), source: io::Error::other(e) })?;
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => return self.respond(ul, context, &final_status(status::UNABLE_TO_PROCESS, Some(e.to_string()))).await,
+        };
+        tracing::info!(peer = %self.peer, %calling, %destination, instances = records.len(), "C-MOVE");
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+        let archive = Arc::clone(&self.archive);
+        let our_ae = self.config.ae_title.clone();
+        let originator = calling.to_owned();
+        let send = async move {
+            let mut progress = move |counts| {
+                let _ = progress_tx.send(counts);
+            };
+            retrieve::send_all(archive, records, &our_ae, &destination, &address, &originator, message_id, &mut progress).await
+        };
+        let pending = async {
+            while let Some(c) = progress_rx.recv().await {
+                let c: retrieve::SubOperations = c;
+                if c.remaining > 0 {
+                    let response = Command::c_move_rsp(message_id, &sop_class, status::PENDING, Some(c.remaining), c.completed, c.failed, c.warning);
+                    self.respond(ul, context, &response).await?;
+                }
+            }
+            Ok::<(), Error>(())
+        };
+        let (sent, pending) = tokio::join!(send, pending);
+        pending?;
+        let response = match sent {
+            Ok((c, failed)) => {
+                let code = if c.failed > 0 || c.warning > 0 { status::SUB_OPERATIONS_COMPLETE_WITH_FAILURES } else { status::SUCCESS };
+                if !failed.is_empty() {
+                    tracing::warn!(failed = ?failed, "C-MOVE sub-operations failed");
+                }
+                Command::c_move_rsp(message_id, &sop_class, code, None, c.completed, c.failed, c.warning)
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "C-MOVE could not reach its destination");
+                final_status(status::UNABLE_TO_PROCESS, Some(e.to_string()))
+            }
+        };
+        self.respond(ul, context, &response).await
     }
 
     /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.

@@ -1,0 +1,197 @@
+//! C-MOVE: the storage sub-operations of a retrieve, sent to a known AE on an association of
+//! their own. Each instance streams from its blob (data set only, as stored) in PDU-sized
+//! fragments; memory stays bounded whatever the study size.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dicom_ul::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use pacs_core::scan::data_set_offset;
+use pacs_core::{InstanceRecord, Query, QueryLevel, Scope, Uid};
+use pacs_store::Archive;
+use tokio::sync::mpsc;
+
+use super::command::{Command, CommandField, Priority, status};
+use crate::error::{Error, Result};
+
+/// Counts of the storage sub-operations of a retrieve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubOperations {
+    /// Not yet attempted.
+    pub remaining: u16,
+    /// Stored by the destination with success.
+    pub completed: u16,
+    /// Refused by the destination, or not sendable.
+    pub failed: u16,
+    /// Stored with a warning.
+    pub warning: u16,
+}
+
+/// The instances a retrieve identifier designates: the query's keys applied at instance level.
+pub fn instances_of(archive: &Archive, query: &Query) -> pacs_core::Result<Vec<InstanceRecord>> {
+    let mut at_instance = query.clone();
+    at_instance.level = QueryLevel::Instance;
+    at_instance.limit = None;
+    at_instance.offset = 0;
+    let rows = archive.query(&at_instance)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(uid) = row.get(&pacs_core::Attribute::SopInstanceUid) else { continue };
+        let uid = Uid::new(uid)?;
+        out.extend(archive.instances(&Scope::Instance(uid))?);
+    }
+    Ok(out)
+}
+
+/// Streams the data set of `record` in fragments of at most `chunk` bytes.
+fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord, chunk: usize) -> mpsc::Receiver<std::io::Result<Bytes>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> std::io::Result<()> {
+            let mut reader = archive.read(&record).map_err(std::io::Error::other)?;
+            let mut head = vec![0u8; 64 * 1024];
+            let mut filled = 0;
+            while filled < head.len() {
+                let n = reader.read(&mut head[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            head.truncate(filled);
+            let offset = data_set_offset(&head).ok_or_else(|| std::io::Error::other("stored object has no readable File Meta Information"))? as usize;
+            let mut pending = head.split_off(offset.min(head.len()));
+            loop {
+                while pending.len() < chunk {
+                    let start = pending.len();
+                    pending.resize(chunk, 0);
+                    let n = reader.read(&mut pending[start..])?;
+                    pending.truncate(start + n);
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                let rest = if pending.len() > chunk { pending.split_off(chunk) } else { Vec::new() };
+                if tx.blocking_send(Ok(Bytes::from(std::mem::replace(&mut pending, rest)))).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
+}
+
+/// Sends `records` to `address` (AE `called`) as C-STORE sub-operations of the C-MOVE
+/// `message_id` from `originator`, calling `progress` after each one. Returns the final counts
+/// and the SOP Instance UIDs that failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_all(
+    archive: Arc<Archive>,
+    records: Vec<InstanceRecord>,
+    our_ae: &str,
+    called: &str,
+    address: &str,
+    originator: &str,
+    message_id: u16,
+    progress: &mut (dyn FnMut(SubOperations) + Send),
+) -> Result<(SubOperations, Vec<String>)> {
+    let mut counts = SubOperations { remaining: records.len() as u16, ..SubOperations::default() };
+    let mut failed_uids = Vec::new();
+    if records.is_empty() {
+        return Ok((counts, failed_uids));
+    }
+    let mut options = ClientAssociationOptions::new().calling_ae_title(our_ae.to_owned()).called_ae_title(called.to_owned());
+    let mut proposed: Vec<(String, String)> = Vec::new();
+    for r in &records {
+        let pair = (r.sop_class_uid.to_string(), r.transfer_syntax_uid.to_string());
+        if !proposed.contains(&pair) {
+            options = options.with_presentation_context(pair.0.clone(), vec![pair.1.clone()]);
+            proposed.push(pair);
+        }
+    }
+    let peer = format!("{called}@{address}");
+    let mut ul = options.establish_async(address).await.map_err(|source| Error::Association { peer: peer.clone(), source: Box::new(source) })?;
+    let accepted: Vec<(u8, String, String)> = ul
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned()))
+        .collect();
+    let max_pdu = ul.acceptor_max_pdu_length() as usize;
+    let chunk = if max_pdu == 0 { 64 * 1024 } else { max_pdu.saturating_sub(12).max(1024) };
+    let ul_error = |source| Error::Association { peer: peer.clone(), source: Box::new(source) };
+    for (i, record) in records.into_iter().enumerate() {
+        counts.remaining -= 1;
+        let context = accepted.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0);
+        let Some(context) = context else {
+            counts.failed += 1;
+            failed_uids.push(record.sop_instance_uid.to_string());
+            progress(counts);
+            continue;
+        };
+        let sop = record.sop_instance_uid.to_string();
+        let mut request = Command::c_store_rq(i as u16 + 1, record.sop_class_uid.as_str(), &sop, Priority::Medium);
+        request.move_originator_ae_title = Some(originator.to_owned());
+        request.move_originator_message_id = Some(message_id);
+        let command = PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: request.encode() };
+        ul.send(&Pdu::PData { data: vec![command] }).await.map_err(ul_error)?;
+        let mut data = stream_data_set(Arc::clone(&archive), record, chunk);
+        let mut next = data.recv().await;
+        while let Some(piece) = next {
+            let piece = piece.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
+            next = data.recv().await;
+            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: next.is_none(), data: piece.to_vec() };
+            ul.send(&Pdu::PData { data: vec![value] }).await.map_err(ul_error)?;
+        }
+        let response = receive_command(&mut ul).await.map_err(|e| match e {
+            Ok(source) => ul_error(source),
+            Err(reason) => Error::Malformed { reason },
+        })?;
+        match response.status.map(status::status_kind) {
+            Some(status::StatusKind::Success) => counts.completed += 1,
+            Some(status::StatusKind::Warning) => counts.warning += 1,
+            _ => {
+                counts.failed += 1;
+                failed_uids.push(sop);
+            }
+        }
+        progress(counts);
+    }
+    let _ = ul.release().await;
+    Ok((counts, failed_uids))
+}
+
+/// Reads one complete command set from the association.
+async fn receive_command(
+    ul: &mut dicom_ul::association::client::AsyncClientAssociation<tokio::net::TcpStream>,
+) -> std::result::Result<Command, std::result::Result<dicom_ul::association::Error, String>> {
+    let mut bytes = Vec::new();
+    loop {
+        match ul.receive().await.map_err(Ok)? {
+            Pdu::PData { data } => {
+                for value in data {
+                    if value.value_type != PDataValueType::Command {
+                        return Err(Err("data fragment where a C-STORE-RSP was expected".into()));
+                    }
+                    bytes.extend_from_slice(&value.data);
+                    if value.is_last {
+                        let command = Command::decode(&bytes).map_err(|e| Err(e.to_string()))?;
+                        if command.field != CommandField::CStoreRsp {
+                            return Err(Err(format!("{:?} where a C-STORE-RSP was expected", command.field)));
+                        }
+                        return Ok(command);
+                    }
+                }
+            }
+            other => return Err(Err(format!("{} where a C-STORE-RSP was expected", other.short_description()))),
+        }
+    }
+}
