@@ -301,3 +301,43 @@ fn move_to_a_storescp_with_dcmtk() {
         same_data_set(Path::new(text(f, "path")), got);
     }
 }
+
+#[test]
+fn get_with_dcmtk() {
+    require_python();
+    let pacs = Pacs::new();
+    let server = Server::start(&pacs, &[]);
+    let dir = pacs.scratch("corpus");
+    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new("12")]);
+    let files = manifest["files"].as_array().expect("files");
+    let dir_text = dir.to_string_lossy().to_string();
+    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
+    assert!(out.status.success(), "storescu failed: {}", describe(&out));
+
+    let series = text(&files[0], "SeriesInstanceUID");
+    let in_series: Vec<&serde_json::Value> = files.iter().filter(|f| text(f, "SeriesInstanceUID") == series).collect();
+    let received = pacs.scratch("got");
+    std::fs::create_dir_all(&received).expect("mkdir");
+    let received_text = received.to_string_lossy().to_string();
+    let key = format!("SeriesInstanceUID={series}");
+    let study_key = format!("StudyInstanceUID={}", text(&files[0], "StudyInstanceUID"));
+    let out = server.dcmtk(
+        "getscu",
+        &["-v", "-aet", "TESTSCU", "-aec", "PACS", "-S", "-od", &received_text, "-k", "QueryRetrieveLevel=SERIES", "-k", &study_key, "-k", &key],
+        &[],
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "getscu failed: {said}");
+    assert!(said.contains("Received C-GET Response (Success)"), "{said}");
+    let arrived: Vec<std::path::PathBuf> = std::fs::read_dir(&received).expect("read").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(arrived.len(), in_series.len(), "{said}");
+    for f in &in_series {
+        let sop = text(f, "SOPInstanceUID");
+        let got = arrived
+            .iter()
+            .find(|p| python_inline("import sys, json, pydicom; print(json.dumps(pydicom.dcmread(sys.argv[1]).SOPInstanceUID))", &[p.as_os_str()]) == sop)
+            .unwrap_or_else(|| panic!("{sop} did not arrive"));
+        same_data_set(Path::new(text(f, "path")), got);
+    }
+    assert!(server.echo("PACS"));
+}

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dicom_ul::ClientAssociationOptions;
+use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use pacs_core::scan::data_set_offset;
 use pacs_core::{InstanceRecord, Query, QueryLevel, Scope, Uid};
 use pacs_store::Archive;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::command::{Command, CommandField, Priority, status};
@@ -125,9 +127,6 @@ pub async fn send_all(
         .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
         .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned()))
         .collect();
-    let max_pdu = ul.acceptor_max_pdu_length() as usize;
-    let chunk = if max_pdu == 0 { 64 * 1024 } else { max_pdu.saturating_sub(12).max(1024) };
-    let ul_error = |source| Error::Association { peer: peer.clone(), source: Box::new(source) };
     for (i, record) in records.into_iter().enumerate() {
         counts.remaining -= 1;
         let context = accepted.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0);
@@ -138,26 +137,11 @@ pub async fn send_all(
             continue;
         };
         let sop = record.sop_instance_uid.to_string();
-        let mut request = Command::c_store_rq(i as u16 + 1, record.sop_class_uid.as_str(), &sop, Priority::Medium);
-        request.move_originator_ae_title = Some(originator.to_owned());
-        request.move_originator_message_id = Some(message_id);
-        let command = PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: request.encode() };
-        ul.send(&Pdu::PData { data: vec![command] }).await.map_err(ul_error)?;
-        let mut data = stream_data_set(Arc::clone(&archive), record, chunk);
-        let mut next = data.recv().await;
-        while let Some(piece) = next {
-            let piece = piece.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
-            next = data.recv().await;
-            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: next.is_none(), data: piece.to_vec() };
-            ul.send(&Pdu::PData { data: vec![value] }).await.map_err(ul_error)?;
-        }
-        let response = receive_command(&mut ul).await.map_err(|e| match e {
-            Ok(source) => ul_error(source),
-            Err(reason) => Error::Malformed { reason },
-        })?;
-        match response.status.map(status::status_kind) {
-            Some(status::StatusKind::Success) => counts.completed += 1,
-            Some(status::StatusKind::Warning) => counts.warning += 1,
+        let originated = Some((originator, message_id));
+        let code = store_one(&mut ul, Arc::clone(&archive), record, context, i as u16 + 1, originated).await?;
+        match status::status_kind(code) {
+            status::StatusKind::Success => counts.completed += 1,
+            status::StatusKind::Warning => counts.warning += 1,
             _ => {
                 counts.failed += 1;
                 failed_uids.push(sop);
@@ -169,29 +153,59 @@ pub async fn send_all(
     Ok((counts, failed_uids))
 }
 
-/// Reads one complete command set from the association.
-async fn receive_command(
-    ul: &mut dicom_ul::association::client::AsyncClientAssociation<tokio::net::TcpStream>,
-) -> std::result::Result<Command, std::result::Result<dicom_ul::association::Error, String>> {
+/// Sends one instance as a C-STORE sub-operation on `ul` (presentation context `context`) and
+/// returns the status of the peer's C-STORE-RSP. The data set streams from the blob in
+/// fragments that fit the peer's maximum PDU length.
+pub async fn store_one<A>(
+    ul: &mut A,
+    archive: Arc<Archive>,
+    record: InstanceRecord,
+    context: u8,
+    message_id: u16,
+    move_originator: Option<(&str, u16)>,
+) -> Result<u16>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let peer = ul.peer_ae_title().to_owned();
+    let ul_error = |source| Error::Association { peer: peer.clone(), source: Box::new(source) };
+    let max_pdu = ul.peer_max_pdu_length() as usize;
+    let chunk = if max_pdu == 0 { 64 * 1024 } else { max_pdu.saturating_sub(12).max(1024) };
+    let sop = record.sop_instance_uid.to_string();
+    let mut request = Command::c_store_rq(message_id, record.sop_class_uid.as_str(), &sop, Priority::Medium);
+    if let Some((ae, id)) = move_originator {
+        request.move_originator_ae_title = Some(ae.to_owned());
+        request.move_originator_message_id = Some(id);
+    }
+    let command = PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: request.encode() };
+    AsyncAssociation::send(ul, &Pdu::PData { data: vec![command] }).await.map_err(ul_error)?;
+    let mut data = stream_data_set(archive, record, chunk);
+    let mut next = data.recv().await;
+    while let Some(piece) = next {
+        let piece = piece.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
+        next = data.recv().await;
+        let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: next.is_none(), data: piece.to_vec() };
+        AsyncAssociation::send(ul, &Pdu::PData { data: vec![value] }).await.map_err(ul_error)?;
+    }
     let mut bytes = Vec::new();
     loop {
-        match ul.receive().await.map_err(Ok)? {
+        match AsyncAssociation::receive(ul).await.map_err(ul_error)? {
             Pdu::PData { data } => {
                 for value in data {
                     if value.value_type != PDataValueType::Command {
-                        return Err(Err("data fragment where a C-STORE-RSP was expected".into()));
+                        return Err(Error::Malformed { reason: "data fragment where a C-STORE-RSP was expected".into() });
                     }
                     bytes.extend_from_slice(&value.data);
                     if value.is_last {
-                        let command = Command::decode(&bytes).map_err(|e| Err(e.to_string()))?;
-                        if command.field != CommandField::CStoreRsp {
-                            return Err(Err(format!("{:?} where a C-STORE-RSP was expected", command.field)));
+                        let response = Command::decode(&bytes)?;
+                        if response.field != CommandField::CStoreRsp {
+                            return Err(Error::Malformed { reason: format!("{:?} where a C-STORE-RSP was expected", response.field) });
                         }
-                        return Ok(command);
+                        return Ok(response.status.unwrap_or(status::PROCESSING_FAILURE));
                     }
                 }
             }
-            other => return Err(Err(format!("{} where a C-STORE-RSP was expected", other.short_description()))),
+            other => return Err(Error::Malformed { reason: format!("{} where a C-STORE-RSP was expected", other.short_description()) }),
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Services so far: Verification (C-ECHO), Storage (C-STORE) of any SOP class in any transfer
 //! syntax the peer offers (the object is stored as received), and Query (C-FIND, Patient and
-//! Study Root, every level), and C-MOVE to a known AE. C-GET is answered with status 0x0211
-//! (unrecognised operation) until it lands; C-CANCEL is not honoured yet.
+//! Study Root, every level), and retrieval by C-MOVE to a known AE and by C-GET on the same
+//! association. C-CANCEL is not honoured yet.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -216,6 +216,7 @@ impl Association {
             .accept_called_ae_title()
             .ae_title(self.config.ae_title.clone())
             .promiscuous(true)
+            .with_negotiation(AcceptRoles)
             .max_pdu_length(self.config.max_pdu_length)
             .read_timeout(self.config.timeout)
             .write_timeout(self.config.timeout);
@@ -339,7 +340,7 @@ impl Association {
                 let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::from(header), rx }));
                 Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Store { data: Some(tx), staging } })
             }
-            CommandField::CFindRq | CommandField::CMoveRq if command.has_data_set => {
+            CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq if command.has_data_set => {
                 Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Identifier(Vec::new()) })
             }
             _ if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Discard }),
@@ -367,6 +368,9 @@ impl Association {
             Incoming::Store { data, staging } => (data, staging),
             Incoming::Identifier(identifier) if command.field == CommandField::CMoveRq => {
                 return self.c_move(ul, calling, context, &command, &identifier).await;
+            }
+            Incoming::Identifier(identifier) if command.field == CommandField::CGetRq => {
+                return self.c_get(ul, calling, context, &command, &identifier).await;
             }
             Incoming::Identifier(identifier) => return self.find(ul, context, &command, &identifier).await,
             Incoming::Discard => return self.unrecognised(ul, context, &command).await,
@@ -428,8 +432,7 @@ impl Association {
     async fn find(&self, ul: &mut Ul, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
         let message_id = command.message_id.unwrap_or(0);
         let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
-        let transfer_syntax =
-            ul.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned()).unwrap_or_default();
+        let transfer_syntax = context_transfer_syntax(ul, context);
         let request = match find::parse_identifier(identifier, &transfer_syntax) {
             Ok(r) => r,
             Err(e) => {
@@ -473,8 +476,7 @@ impl Association {
             response.error_comment = comment.map(|c| c.chars().take(64).collect());
             response
         };
-        let transfer_syntax =
-            ul.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned()).unwrap_or_default();
+        let transfer_syntax = context_transfer_syntax(ul, context);
         let request = match find::parse_identifier(identifier, &transfer_syntax) {
             Ok(r) => r,
             Err(e) => return self.respond(ul, context, &final_status(status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, Some(e.to_string()))).await,
@@ -533,6 +535,76 @@ impl Association {
         self.respond(ul, context, &response).await
     }
 
+    /// Answers a C-GET: the matching instances are sent back on this association as C-STORE
+    /// sub-operations (the peer took the SCP role for their SOP classes at negotiation), with a
+    /// pending response after each, then the final counts.
+    async fn c_get(&self, ul: &mut Ul, calling: &str, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
+        let message_id = command.message_id.unwrap_or(0);
+        let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
+        let transfer_syntax = context_transfer_syntax(ul, context);
+        let request = match find::parse_identifier(identifier, &transfer_syntax) {
+            Ok(r) => r,
+            Err(e) => {
+                let mut response = Command::c_get_rsp(message_id, &sop_class, status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, None, 0, 0, 0);
+                response.error_comment = Some(e.to_string().chars().take(64).collect());
+                return self.respond(ul, context, &response).await;
+            }
+        };
+        let archive = Arc::clone(&self.archive);
+        let query = request.query.clone();
+        let records = tokio::task::spawn_blocking(move || retrieve::instances_of(&archive, &query))
+            .await
+            .map_err(|e| Error::Io { action: "finding instances to get".into(), source: io::Error::other(e) })?;
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                let mut response = Command::c_get_rsp(message_id, &sop_class, status::UNABLE_TO_PROCESS, None, 0, 0, 0);
+                response.error_comment = Some(e.to_string().chars().take(64).collect());
+                return self.respond(ul, context, &response).await;
+            }
+        };
+        tracing::info!(peer = %self.peer, %calling, instances = records.len(), "C-GET");
+        let accepted: Vec<(u8, String, String)> = ul
+            .presentation_contexts()
+            .iter()
+            .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned()))
+            .collect();
+        let mut counts = retrieve::SubOperations { remaining: records.len() as u16, ..Default::default() };
+        let mut failed = Vec::new();
+        for (i, record) in records.into_iter().enumerate() {
+            counts.remaining -= 1;
+            let target = accepted.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0);
+            let sop = record.sop_instance_uid.to_string();
+            let code = match target {
+                Some(store_context) => {
+                    retrieve::store_one(ul, Arc::clone(&self.archive), record, store_context, message_id.wrapping_add(i as u16 + 1), None).await?
+                }
+                // No presentation context for this SOP class and stored syntax (transcoding
+                // comes with the pixel data layer).
+                None => status::SOP_CLASS_NOT_SUPPORTED,
+            };
+            match status::status_kind(code) {
+                status::StatusKind::Success => counts.completed += 1,
+                status::StatusKind::Warning => counts.warning += 1,
+                _ => {
+                    counts.failed += 1;
+                    failed.push(sop);
+                }
+            }
+            if counts.remaining > 0 {
+                let pending =
+                    Command::c_get_rsp(message_id, &sop_class, status::PENDING, Some(counts.remaining), counts.completed, counts.failed, counts.warning);
+                self.respond(ul, context, &pending).await?;
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(peer = %self.peer, failed = ?failed, "C-GET sub-operations failed");
+        }
+        let code = if counts.failed > 0 || counts.warning > 0 { status::SUB_OPERATIONS_COMPLETE_WITH_FAILURES } else { status::SUCCESS };
+        self.respond(ul, context, &Command::c_get_rsp(message_id, &sop_class, code, None, counts.completed, counts.failed, counts.warning)).await
+    }
+
     /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.
     async fn send_data(&self, ul: &mut Ul, context: u8, data: Vec<u8>) -> Result<()> {
         let peer_max = dicom_ul::association::Association::requestor_max_pdu_length(ul) as usize;
@@ -553,6 +625,21 @@ impl Association {
             data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: response.encode() }],
         };
         ul.send(&pdu).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })
+    }
+}
+
+/// The transfer syntax negotiated for a presentation context.
+fn context_transfer_syntax(ul: &Ul, context: u8) -> String {
+    ul.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned()).unwrap_or_default()
+}
+
+/// Accepts the SCU/SCP roles a requestor proposes: a C-GET requestor takes the SCP role of the
+/// storage SOP classes it wants to receive.
+struct AcceptRoles;
+
+impl dicom_ul::association::server::Negotiation for AcceptRoles {
+    fn negotiate_roles(&self, _sop_class_uid: &str, scu_role: bool, scp_role: bool) -> Option<dicom_ul::pdu::RequestorRoles> {
+        Some(dicom_ul::pdu::RequestorRoles { scu: scu_role, scp: scp_role })
     }
 }
 
