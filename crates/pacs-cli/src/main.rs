@@ -359,11 +359,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let local = server.local_addr()?;
                 // One line on stdout, for scripts and tests waiting for the server.
                 println!("listening on {local} as {}", config.ae_title);
-                server
-                    .serve(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await?;
+                server.serve(shutdown_signal()).await?;
+                tracing::info!("stopped by a signal");
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -386,6 +383,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }
 

@@ -33,8 +33,36 @@ pub struct ObjectBlobStore {
     store: Arc<dyn ObjectStore>,
     /// Root folder when the backend is the local file system: `sync` then fsyncs.
     local_root: Option<PathBuf>,
-    runtime: Arc<Runtime>,
+    runtime: Arc<BlobRuntime>,
     description: String,
+}
+
+/// The runtime that runs `object_store` calls. It shuts down in the background when the last
+/// user drops it, so that an archive may be dropped inside an asynchronous task (a plain
+/// runtime panics when dropped there).
+struct BlobRuntime(Option<Runtime>);
+
+impl BlobRuntime {
+    fn get(&self) -> &Runtime {
+        // Only `Drop` takes the runtime out.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("blob runtime used after drop"))
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.get().block_on(future)
+    }
+
+    fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.get().enter()
+    }
+}
+
+impl Drop for BlobRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn unavailable(description: &str, action: impl Into<String>, source: object_store::Error) -> Error {
@@ -75,7 +103,7 @@ impl ObjectBlobStore {
             .enable_all()
             .build()
             .map_err(|source| Error::Io { action: "starting blob runtime", target: description.clone(), source })?;
-        Ok(ObjectBlobStore { store, local_root, runtime: Arc::new(runtime), description })
+        Ok(ObjectBlobStore { store, local_root, runtime: Arc::new(BlobRuntime(Some(runtime))), description })
     }
 
     fn path(key: &BlobKey) -> Path {
@@ -183,7 +211,7 @@ impl BlobStore for ObjectBlobStore {
 
 struct Writer {
     store: Arc<dyn ObjectStore>,
-    runtime: Arc<Runtime>,
+    runtime: Arc<BlobRuntime>,
     path: Path,
     buffer: Vec<u8>,
     multipart: Option<WriteMultipart>,
@@ -244,7 +272,7 @@ impl Drop for Writer {
 
 struct StreamReader {
     stream: BoxStream<'static, object_store::Result<Bytes>>,
-    runtime: Arc<Runtime>,
+    runtime: Arc<BlobRuntime>,
     current: Bytes,
 }
 
