@@ -41,6 +41,8 @@ pub struct DimseConfig {
     /// Known remote AEs (C-MOVE destinations): AE title = "host:port".
     #[serde(default)]
     pub remote_aes: std::collections::HashMap<String, String>,
+    /// Accept only calling AE titles listed in `remote_aes` (default false: any caller).
+    pub known_callers_only: Option<bool>,
 }
 
 /// The `[import]` table.

@@ -93,6 +93,9 @@ enum Command {
         /// A known remote AE (C-MOVE destination), AE=host:port; repeatable [dimse.remote_aes].
         #[arg(long = "remote")]
         remotes: Vec<String>,
+        /// Accept associations only from the known remote AEs [dimse.known_callers_only].
+        #[arg(long)]
+        known_callers_only: bool,
     },
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
@@ -326,7 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { ae_title, bind, port, max_associations, remotes } => {
+        Command::Serve { ae_title, bind, port, max_associations, remotes, known_callers_only } => {
             let archive = std::sync::Arc::new(open_archive(&settings)?);
             let d = &settings.dimse;
             let defaults = pacs_net::dimse::ServerConfig::default();
@@ -336,6 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_pdu_length: d.max_pdu_length.unwrap_or(defaults.max_pdu_length),
                 timeout: d.timeout_seconds.map_or(defaults.timeout, std::time::Duration::from_secs),
                 remote_aes: d.remote_aes.clone(),
+                known_callers_only: known_callers_only || d.known_callers_only.unwrap_or(false),
             };
             let mut config = config;
             for remote in remotes {

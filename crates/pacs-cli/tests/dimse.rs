@@ -281,6 +281,13 @@ fn move_to_a_storescp_with_dcmtk() {
     assert!(out.status.success(), "movescu failed: {said}");
     assert!(said.contains("Received Final Move Response (Success)"), "{said}");
 
+    // With an allow-list, only known calling AEs may associate.
+    let strict = Server::start(&Pacs::new(), &["--remote", &remote, "--known-callers-only"]);
+    assert!(!strict.echo("PACS"), "TESTSCU is not a known AE: the association must be rejected");
+    let out = strict.dcmtk("echoscu", &["-aet", "DEST", "-aec", "PACS"], &[]);
+    assert!(out.status.success(), "DEST is known: {}", describe(&out));
+    drop(strict);
+
     // A move to an unknown destination is refused with 0xA801.
     let out = server.dcmtk("movescu", &["-v", "-aet", "TESTSCU", "-aec", "PACS", "-aem", "NOWHERE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", &key], &[]);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

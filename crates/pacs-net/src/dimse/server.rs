@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// Known remote AEs, C-MOVE destinations: AE title → `host:port`.
     pub remote_aes: HashMap<String, String>,
+    /// Accept only associations whose calling AE title is one of `remote_aes` (an allow-list);
+    /// otherwise any calling AE is accepted.
+    pub known_callers_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             max_pdu_length: 256 * 1024,
             timeout: Duration::from_secs(60),
             remote_aes: HashMap::new(),
+            known_callers_only: false,
         }
     }
 }
@@ -212,8 +216,9 @@ const MAX_IDENTIFIER: usize = 1024 * 1024;
 
 impl Association {
     async fn run(self, stream: TcpStream) {
+        let access = Access { known: self.config.known_callers_only.then(|| self.config.remote_aes.keys().cloned().collect()) };
         let options = ServerAssociationOptions::new()
-            .accept_called_ae_title()
+            .ae_access_control(access)
             .ae_title(self.config.ae_title.clone())
             .promiscuous(true)
             .with_negotiation(AcceptRoles)
@@ -631,6 +636,31 @@ impl Association {
 /// The transfer syntax negotiated for a presentation context.
 fn context_transfer_syntax(ul: &Ul, context: u8) -> String {
     ul.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned()).unwrap_or_default()
+}
+
+/// Who may associate: the called AE title must be ours, and with an allow-list the calling AE
+/// title must be on it.
+struct Access {
+    known: Option<std::collections::HashSet<String>>,
+}
+
+impl dicom_ul::association::server::AccessControl for Access {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&dicom_ul::pdu::UserIdentity>,
+    ) -> std::result::Result<(), dicom_ul::pdu::AssociationRJServiceUserReason> {
+        use dicom_ul::pdu::AssociationRJServiceUserReason as Reason;
+        if this_ae_title.trim() != called_ae_title.trim() {
+            return Err(Reason::CalledAETitleNotRecognized);
+        }
+        match &self.known {
+            Some(known) if !known.contains(calling_ae_title.trim()) => Err(Reason::CallingAETitleNotRecognized),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Accepts the SCU/SCP roles a requestor proposes: a C-GET requestor takes the SCP role of the
