@@ -97,6 +97,14 @@ enum Command {
         #[arg(long)]
         known_callers_only: bool,
     },
+    /// Check that a remote DICOM node answers (C-ECHO).
+    Echo {
+        /// The node: AE@host:port (e.g. ORTHANC@127.0.0.1:4242).
+        node: String,
+        /// Our (calling) AE title.
+        #[arg(long, default_value = "PACS")]
+        aet: String,
+    },
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
         /// Print JSON.
@@ -367,6 +375,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::info!("stopped by a signal");
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Echo { node, aet } => {
+            let (called, address) = node.split_once('@').with_context(|| format!("{node:?}: expected AE@host:port"))?;
+            pacs_core::AeTitle::new(called)?;
+            pacs_core::AeTitle::new(&aet)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let started = std::time::Instant::now();
+            let code = runtime.block_on(pacs_net::dimse::client::echo(&aet, called, address)).with_context(|| format!("C-ECHO to {node}"))?;
+            if code != 0 {
+                bail!("C-ECHO to {node} answered status {code:#06x}");
+            }
+            println!("{node} answered C-ECHO in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json } => {

@@ -79,6 +79,11 @@ fn echo_and_store_with_dcmtk() {
     let server = Server::start(&pacs, &[]);
     assert!(server.echo("PACS"), "C-ECHO to PACS");
     assert!(!server.echo("OTHER"), "an association to another called AE title must be rejected");
+    // Our own SCU, against our server.
+    let node = format!("PACS@127.0.0.1:{}", server.port);
+    let out = pacs.run(&["echo", &node]);
+    assert!(out.status.success() && stdout(&out).contains("answered C-ECHO"), "{}", describe(&out));
+    assert_error(&pacs.run(&["echo", &format!("OTHER@127.0.0.1:{}", server.port)]), &["C-ECHO to OTHER@"]);
 
     let dir = pacs.scratch("corpus");
     let files = corpus(&dir, 30);
@@ -272,6 +277,9 @@ fn move_to_a_storescp_with_dcmtk() {
         TcpStream::connect(("127.0.0.1", dest_port)).is_ok()
     });
     assert!(listening, "storescp did not start");
+    // pacs echo against DCMTK's storescp, a peer we did not write.
+    let out = pacs.run(&["echo", &format!("DEST@127.0.0.1:{dest_port}"), "--aet", "PACS"]);
+    assert!(out.status.success(), "pacs echo to storescp: {}", describe(&out));
 
     let study = text(&files[0], "StudyInstanceUID");
     let in_study: Vec<&serde_json::Value> = files.iter().filter(|f| text(f, "StudyInstanceUID") == study).collect();
