@@ -35,6 +35,8 @@ pub struct ObjectBlobStore {
     local_root: Option<PathBuf>,
     runtime: Arc<BlobRuntime>,
     description: String,
+    /// Folders already fsynced since this store was opened (local folder only).
+    durable_dirs: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// The runtime that runs `object_store` calls. It shuts down in the background when the last
@@ -80,7 +82,9 @@ impl ObjectBlobStore {
         let root = root.canonicalize().map_err(|source| Error::Io { action: "opening blob folder", target: root.display().to_string(), source })?;
         let store = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| unavailable("local folder", format!("opening {}", root.display()), e))?
-            .with_automatic_cleanup(true);
+            // Emptied folders stay: `sync` remembers which folders are durable, and a folder
+            // removed and made again would have a new, unsynced entry in its parent.
+            .with_automatic_cleanup(false);
         let description = format!("local folder {}", root.display());
         Self::build(Arc::new(store), Some(root), description)
     }
@@ -103,7 +107,7 @@ impl ObjectBlobStore {
             .enable_all()
             .build()
             .map_err(|source| Error::Io { action: "starting blob runtime", target: description.clone(), source })?;
-        Ok(ObjectBlobStore { store, local_root, runtime: Arc::new(BlobRuntime(Some(runtime))), description })
+        Ok(ObjectBlobStore { store, local_root, runtime: Arc::new(BlobRuntime(Some(runtime))), description, durable_dirs: Default::default() })
     }
 
     fn path(key: &BlobKey) -> Path {
@@ -120,24 +124,35 @@ impl ObjectBlobStore {
             return rustix::fs::syncfs(&dir).map_err(|e| Error::Io { action: "syncing file system of", target: root.display().to_string(), source: e.into() });
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for key in keys {
-            let file = root.join(key.as_str());
-            std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(io_err("syncing blob", &file))?;
-            // The key's folders may be new: their entries must be durable too.
-            let mut dir = file.parent();
-            while let Some(d) = dir {
-                if !dirs.iter().any(|x| x == d) {
-                    dirs.push(d.to_path_buf());
+        {
+            let durable = self.durable_dirs.lock().unwrap_or_else(|p| p.into_inner());
+            for key in keys {
+                let file = root.join(key.as_str());
+                std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(io_err("syncing blob", &file))?;
+                // The file's folder gets a new entry: it is synced every time. Its ancestors may
+                // be new too; once synced they stay durable, so each is synced once per process.
+                let mut dir = file.parent();
+                let mut first = true;
+                while let Some(d) = dir {
+                    if (first || !durable.contains(d)) && !dirs.iter().any(|x| x == d) {
+                        dirs.push(d.to_path_buf());
+                    }
+                    first = false;
+                    if d == root {
+                        break;
+                    }
+                    dir = d.parent();
                 }
-                if d == root {
-                    break;
-                }
-                dir = d.parent();
             }
         }
-        for d in dirs {
-            std::fs::File::open(&d).and_then(|f| f.sync_all()).map_err(io_err("syncing folder", &d))?;
+        for d in &dirs {
+            std::fs::File::open(d).and_then(|f| f.sync_all()).map_err(io_err("syncing folder", d))?;
         }
+        let mut durable = self.durable_dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if durable.len() > 100_000 {
+            durable.clear();
+        }
+        durable.extend(dirs);
         Ok(())
     }
 }
