@@ -76,7 +76,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the archive as a DICOM node (C-ECHO and C-STORE so far) until interrupted.
+    /// Run the archive as a DICOM node (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) until stopped.
     Serve {
         /// Our AE title [config: dimse.ae_title; default PACS].
         #[arg(long)]

@@ -228,7 +228,13 @@ impl Association {
         let mut ul = match options.establish_async(stream).await {
             Ok(ul) => ul,
             Err(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "association refused");
+                let message = e.to_string();
+                if message.contains("closed by peer") {
+                    // A port check (connect, then close): nothing was asked.
+                    tracing::debug!(peer = %self.peer, "connection closed before an association request");
+                } else {
+                    tracing::warn!(peer = %self.peer, error = %message, "association refused");
+                }
                 return;
             }
         };
