@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dicom_ul::ClientAssociationOptions;
 use dicom_ul::association::AsyncAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextNegotiated, PresentationContextResultReason};
 use pacs_core::scan::data_set_offset;
 use pacs_core::{InstanceRecord, Query, QueryLevel, Scope, Uid};
 use pacs_store::Archive;
@@ -29,6 +29,48 @@ pub struct SubOperations {
     pub failed: u16,
     /// Stored with a warning.
     pub warning: u16,
+}
+
+impl SubOperations {
+    /// The status of the final response: success, or 0xB000 when any sub-operation failed or
+    /// had a warning.
+    pub fn final_status(&self) -> u16 {
+        if self.failed > 0 || self.warning > 0 { status::SUB_OPERATIONS_COMPLETE_WITH_FAILURES } else { status::SUCCESS }
+    }
+
+    /// Counts one sub-operation's response status; `true` if it failed.
+    pub fn record(&mut self, code: u16) -> bool {
+        match status::status_kind(code) {
+            status::StatusKind::Success => self.completed += 1,
+            status::StatusKind::Warning => self.warning += 1,
+            _ => {
+                self.failed += 1;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The presentation contexts an association accepted, to pick one for each instance.
+pub struct AcceptedContexts(Vec<(u8, String, String)>);
+
+impl AcceptedContexts {
+    /// From the negotiated presentation contexts.
+    pub fn new(negotiated: &[PresentationContextNegotiated]) -> AcceptedContexts {
+        AcceptedContexts(
+            negotiated
+                .iter()
+                .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+                .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The context accepted for the instance's SOP class in its stored transfer syntax.
+    pub fn for_record(&self, record: &InstanceRecord) -> Option<u8> {
+        self.0.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0)
+    }
 }
 
 /// The instances a retrieve identifier designates: the query's keys applied at instance level.
@@ -123,16 +165,10 @@ pub async fn send_all(
     let mut ul = options.establish_async(address).await.map_err(|source| Error::Association { peer: peer.clone(), source: Box::new(source) })?;
     // Without TCP_NODELAY every sub-operation waits for a delayed ACK (about 40 ms on loopback).
     let _ = ul.inner_stream().set_nodelay(true);
-    let accepted: Vec<(u8, String, String)> = ul
-        .presentation_contexts()
-        .iter()
-        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned()))
-        .collect();
+    let accepted = AcceptedContexts::new(ul.presentation_contexts());
     for (i, record) in records.into_iter().enumerate() {
         counts.remaining -= 1;
-        let context = accepted.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0);
-        let Some(context) = context else {
+        let Some(context) = accepted.for_record(&record) else {
             counts.failed += 1;
             failed_uids.push(record.sop_instance_uid.to_string());
             progress(counts);
@@ -141,13 +177,8 @@ pub async fn send_all(
         let sop = record.sop_instance_uid.to_string();
         let originated = Some((originator, message_id));
         let code = store_one(&mut ul, Arc::clone(&archive), record, context, i as u16 + 1, originated).await?;
-        match status::status_kind(code) {
-            status::StatusKind::Success => counts.completed += 1,
-            status::StatusKind::Warning => counts.warning += 1,
-            _ => {
-                counts.failed += 1;
-                failed_uids.push(sop);
-            }
+        if counts.record(code) {
+            failed_uids.push(sop);
         }
         progress(counts);
     }

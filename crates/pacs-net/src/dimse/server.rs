@@ -487,25 +487,15 @@ impl Association {
             response.error_comment = comment.map(|c| c.chars().take(64).collect());
             response
         };
-        let transfer_syntax = context_transfer_syntax(ul, context);
-        let request = match find::parse_identifier(identifier, &transfer_syntax) {
-            Ok(r) => r,
-            Err(e) => return self.respond(ul, context, &final_status(status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, Some(e.to_string()))).await,
-        };
         let destination = command.move_destination.clone().unwrap_or_default().trim().to_owned();
         let Some(address) = self.config.remote_aes.get(&destination).cloned() else {
             tracing::warn!(peer = %self.peer, %calling, %destination, "C-MOVE to an unknown destination");
             let comment = format!("unknown move destination {destination:?}");
             return self.respond(ul, context, &final_status(status::MOVE_DESTINATION_UNKNOWN, Some(comment))).await;
         };
-        let archive = Arc::clone(&self.archive);
-        let query = request.query.clone();
-        let records = tokio::task::spawn_blocking(move || retrieve::instances_of(&archive, &query))
-            .await
-            .map_err(|e| Error::Io { action: "finding instances to move".into(), source: io::Error::other(e) })?;
-        let records = match records {
+        let records = match self.retrieve_targets(ul, context, identifier).await? {
             Ok(r) => r,
-            Err(e) => return self.respond(ul, context, &final_status(status::UNABLE_TO_PROCESS, Some(e.to_string()))).await,
+            Err((code, comment)) => return self.respond(ul, context, &final_status(code, Some(comment))).await,
         };
         tracing::info!(peer = %self.peer, %calling, %destination, instances = records.len(), "C-MOVE");
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
@@ -532,7 +522,7 @@ impl Association {
         pending?;
         let response = match sent {
             Ok((c, failed)) => {
-                let code = if c.failed > 0 || c.warning > 0 { status::SUB_OPERATIONS_COMPLETE_WITH_FAILURES } else { status::SUCCESS };
+                let code = c.final_status();
                 if !failed.is_empty() {
                     tracing::warn!(failed = ?failed, "C-MOVE sub-operations failed");
                 }
@@ -546,46 +536,41 @@ impl Association {
         self.respond(ul, context, &response).await
     }
 
+    /// The instances a C-MOVE or C-GET identifier designates, or the failure status and comment
+    /// to answer with (an identifier that does not parse, an archive failure).
+    async fn retrieve_targets(&self, ul: &Ul, context: u8, identifier: &[u8]) -> Result<std::result::Result<Vec<pacs_core::InstanceRecord>, (u16, String)>> {
+        let request = match find::parse_identifier(identifier, &context_transfer_syntax(ul, context)) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err((status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, e.to_string()))),
+        };
+        let archive = Arc::clone(&self.archive);
+        let records = tokio::task::spawn_blocking(move || retrieve::instances_of(&archive, &request.query))
+            .await
+            .map_err(|e| Error::Io { action: "finding instances to retrieve".into(), source: io::Error::other(e) })?;
+        Ok(records.map_err(|e| (status::UNABLE_TO_PROCESS, e.to_string())))
+    }
+
     /// Answers a C-GET: the matching instances are sent back on this association as C-STORE
     /// sub-operations (the peer took the SCP role for their SOP classes at negotiation), with a
     /// pending response after each, then the final counts.
     async fn c_get(&self, ul: &mut Ul, calling: &str, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
         let message_id = command.message_id.unwrap_or(0);
         let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
-        let transfer_syntax = context_transfer_syntax(ul, context);
-        let request = match find::parse_identifier(identifier, &transfer_syntax) {
+        let records = match self.retrieve_targets(ul, context, identifier).await? {
             Ok(r) => r,
-            Err(e) => {
-                let mut response = Command::c_get_rsp(message_id, &sop_class, status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, None, 0, 0, 0);
-                response.error_comment = Some(e.to_string().chars().take(64).collect());
-                return self.respond(ul, context, &response).await;
-            }
-        };
-        let archive = Arc::clone(&self.archive);
-        let query = request.query.clone();
-        let records = tokio::task::spawn_blocking(move || retrieve::instances_of(&archive, &query))
-            .await
-            .map_err(|e| Error::Io { action: "finding instances to get".into(), source: io::Error::other(e) })?;
-        let records = match records {
-            Ok(r) => r,
-            Err(e) => {
-                let mut response = Command::c_get_rsp(message_id, &sop_class, status::UNABLE_TO_PROCESS, None, 0, 0, 0);
-                response.error_comment = Some(e.to_string().chars().take(64).collect());
+            Err((code, comment)) => {
+                let mut response = Command::c_get_rsp(message_id, &sop_class, code, None, 0, 0, 0);
+                response.error_comment = Some(comment.chars().take(64).collect());
                 return self.respond(ul, context, &response).await;
             }
         };
         tracing::info!(peer = %self.peer, %calling, instances = records.len(), "C-GET");
-        let accepted: Vec<(u8, String, String)> = ul
-            .presentation_contexts()
-            .iter()
-            .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-            .map(|pc| (pc.id, pc.abstract_syntax.trim_end_matches('\0').to_owned(), pc.transfer_syntax.trim_end_matches('\0').to_owned()))
-            .collect();
+        let accepted = retrieve::AcceptedContexts::new(ul.presentation_contexts());
         let mut counts = retrieve::SubOperations { remaining: records.len() as u16, ..Default::default() };
         let mut failed = Vec::new();
         for (i, record) in records.into_iter().enumerate() {
             counts.remaining -= 1;
-            let target = accepted.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0);
+            let target = accepted.for_record(&record);
             let sop = record.sop_instance_uid.to_string();
             let code = match target {
                 Some(store_context) => {
@@ -595,13 +580,8 @@ impl Association {
                 // comes with the pixel data layer).
                 None => status::SOP_CLASS_NOT_SUPPORTED,
             };
-            match status::status_kind(code) {
-                status::StatusKind::Success => counts.completed += 1,
-                status::StatusKind::Warning => counts.warning += 1,
-                _ => {
-                    counts.failed += 1;
-                    failed.push(sop);
-                }
+            if counts.record(code) {
+                failed.push(sop);
             }
             if counts.remaining > 0 {
                 let pending =
@@ -612,8 +592,8 @@ impl Association {
         if !failed.is_empty() {
             tracing::warn!(peer = %self.peer, failed = ?failed, "C-GET sub-operations failed");
         }
-        let code = if counts.failed > 0 || counts.warning > 0 { status::SUB_OPERATIONS_COMPLETE_WITH_FAILURES } else { status::SUCCESS };
-        self.respond(ul, context, &Command::c_get_rsp(message_id, &sop_class, code, None, counts.completed, counts.failed, counts.warning)).await
+        let response = Command::c_get_rsp(message_id, &sop_class, counts.final_status(), None, counts.completed, counts.failed, counts.warning);
+        self.respond(ul, context, &response).await
     }
 
     /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.
