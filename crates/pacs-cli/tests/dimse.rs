@@ -72,6 +72,30 @@ fn same_data_set(a: &Path, b: &Path) {
     assert_eq!(verdict["equal"], true, "{} and {} differ", a.display(), b.display());
 }
 
+/// Writes `count` small objects and sends them to `server` with storescu; returns the manifest.
+fn store_corpus(server: &Server, pacs: &Pacs, count: usize) -> serde_json::Value {
+    let dir = pacs.scratch("corpus");
+    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new(&count.to_string())]);
+    let dir_text = dir.to_string_lossy().to_string();
+    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
+    assert!(out.status.success(), "storescu failed: {}", describe(&out));
+    manifest
+}
+
+/// Asserts that `received` holds exactly the `expected` manifest entries, each the same data set.
+fn assert_arrived(received: &Path, expected: &[&serde_json::Value]) {
+    let arrived: Vec<std::path::PathBuf> = std::fs::read_dir(received).expect("read").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(arrived.len(), expected.len(), "{arrived:?}");
+    for f in expected {
+        let sop = text(f, "SOPInstanceUID");
+        let got = arrived
+            .iter()
+            .find(|p| python_inline("import sys, json, pydicom; print(json.dumps(pydicom.dcmread(sys.argv[1]).SOPInstanceUID))", &[p.as_os_str()]) == sop)
+            .unwrap_or_else(|| panic!("{sop} did not arrive"));
+        same_data_set(Path::new(text(f, "path")), got);
+    }
+}
+
 #[test]
 fn echo_and_store_with_dcmtk() {
     require_python();
@@ -199,12 +223,8 @@ fn find_with_dcmtk() {
     require_python();
     let pacs = Pacs::new();
     let server = Server::start(&pacs, &[]);
-    let dir = pacs.scratch("corpus");
-    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new("24")]);
+    let manifest = store_corpus(&server, &pacs, 24);
     let files = manifest["files"].as_array().expect("files");
-    let dir_text = dir.to_string_lossy().to_string();
-    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
-    assert!(out.status.success(), "storescu failed: {}", describe(&out));
     let studies: std::collections::BTreeSet<&str> = files.iter().map(|f| text(f, "StudyInstanceUID")).collect();
 
     // Study root, STUDY level, universal: every study once, with the derived counts.
@@ -252,12 +272,8 @@ fn move_to_a_storescp_with_dcmtk() {
     let dest_port = free_port();
     let remote = format!("DEST=127.0.0.1:{dest_port}");
     let server = Server::start(&pacs, &["--remote", &remote]);
-    let dir = pacs.scratch("corpus");
-    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new("12")]);
+    let manifest = store_corpus(&server, &pacs, 12);
     let files = manifest["files"].as_array().expect("files");
-    let dir_text = dir.to_string_lossy().to_string();
-    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
-    assert!(out.status.success(), "storescu failed: {}", describe(&out));
 
     // The destination: DCMTK's storescp, writing what it receives to a folder.
     let received = pacs.scratch("received");
@@ -304,17 +320,7 @@ fn move_to_a_storescp_with_dcmtk() {
     let _ = storescp.wait();
 
     // What arrived is exactly the study's instances, each the same data set as sent.
-    let mut arrived: Vec<std::path::PathBuf> = std::fs::read_dir(&received).expect("read").map(|e| e.expect("entry").path()).collect();
-    arrived.sort();
-    assert_eq!(arrived.len(), in_study.len(), "{arrived:?}");
-    for f in &in_study {
-        let sop = text(f, "SOPInstanceUID");
-        let got = arrived
-            .iter()
-            .find(|p| python_inline("import sys, json, pydicom; print(json.dumps(pydicom.dcmread(sys.argv[1]).SOPInstanceUID))", &[p.as_os_str()]) == sop)
-            .unwrap_or_else(|| panic!("{sop} did not arrive"));
-        same_data_set(Path::new(text(f, "path")), got);
-    }
+    assert_arrived(&received, &in_study);
 }
 
 #[test]
@@ -322,12 +328,8 @@ fn get_with_dcmtk() {
     require_python();
     let pacs = Pacs::new();
     let server = Server::start(&pacs, &[]);
-    let dir = pacs.scratch("corpus");
-    let manifest = python("make_corpus.py", &[dir.as_os_str(), std::ffi::OsStr::new("12")]);
+    let manifest = store_corpus(&server, &pacs, 12);
     let files = manifest["files"].as_array().expect("files");
-    let dir_text = dir.to_string_lossy().to_string();
-    let out = server.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "--scan-directories", "--recurse"], &[&dir_text]);
-    assert!(out.status.success(), "storescu failed: {}", describe(&out));
 
     let series = text(&files[0], "SeriesInstanceUID");
     let in_series: Vec<&serde_json::Value> = files.iter().filter(|f| text(f, "SeriesInstanceUID") == series).collect();
@@ -344,15 +346,6 @@ fn get_with_dcmtk() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "getscu failed: {said}");
     assert!(said.contains("Received C-GET Response (Success)"), "{said}");
-    let arrived: Vec<std::path::PathBuf> = std::fs::read_dir(&received).expect("read").map(|e| e.expect("entry").path()).collect();
-    assert_eq!(arrived.len(), in_series.len(), "{said}");
-    for f in &in_series {
-        let sop = text(f, "SOPInstanceUID");
-        let got = arrived
-            .iter()
-            .find(|p| python_inline("import sys, json, pydicom; print(json.dumps(pydicom.dcmread(sys.argv[1]).SOPInstanceUID))", &[p.as_os_str()]) == sop)
-            .unwrap_or_else(|| panic!("{sop} did not arrive"));
-        same_data_set(Path::new(text(f, "path")), got);
-    }
+    assert_arrived(&received, &in_series);
     assert!(server.echo("PACS"));
 }
