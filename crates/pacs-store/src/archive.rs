@@ -21,7 +21,7 @@ use bytes::Bytes;
 use pacs_core::extract::{self, Stored};
 use pacs_core::index::{DuplicatePolicy, InsertOutcome, Scope, Stats};
 use pacs_core::scan::{self, ScanError, ScanLimits};
-use pacs_core::{BlobKey, BlobStore, BlobWrite, Error, Index, InstanceRecord, Query, QueryRow, Rejection, Result, Uid};
+use pacs_core::{BlobKey, BlobStore, BlobWrite, Error, Index, InstanceRecord, Query, QueryRow, Result, Uid};
 use sha2::{Digest, Sha256};
 
 use crate::blob::ObjectBlobStore;
@@ -391,13 +391,5 @@ impl Archive {
             Some(InsertOutcome::Inserted) => Ok(Some(uid)),
             _ => Ok(None),
         }
-    }
-}
-
-/// Why an object was refused, if `error` is a rejection.
-pub fn rejection(error: &Error) -> Option<&Rejection> {
-    match error {
-        Error::Rejected(r) => Some(r),
-        _ => None,
     }
 }

@@ -323,6 +323,25 @@ pub fn assert_rows(context: &str, query: &Query, rows: &[QueryRow], expected: &[
 // Helpers of the index suites
 // ---------------------------------------------------------------------------------------------
 
+/// Records ordered by SOP Instance UID.
+fn by_sop_uid(mut records: Vec<InstanceRecord>) -> Vec<InstanceRecord> {
+    records.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+    records
+}
+
+/// Every record `for_each` visits, ordered by SOP Instance UID.
+fn visited(index: &dyn Index) -> Vec<InstanceRecord> {
+    let mut seen = Vec::new();
+    ok(
+        "for_each",
+        index.for_each(&mut |r| {
+            seen.push(r);
+            Ok(())
+        }),
+    );
+    by_sop_uid(seen)
+}
+
 fn ok<T>(what: &str, result: pacs_core::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("{what} failed: {e}"))
 }
@@ -720,17 +739,8 @@ pub fn index_for_each(index: &dyn Index) {
     assert_eq!(calls, 0, "for_each on an empty index must not call back");
     let records = sample_archive();
     insert_new(index, &records);
-    let mut seen: Vec<InstanceRecord> = Vec::new();
-    ok(
-        "for_each",
-        index.for_each(&mut |r| {
-            seen.push(r);
-            Ok(())
-        }),
-    );
-    seen.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
-    let mut want = records.clone();
-    want.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+    let seen = visited(index);
+    let want = by_sop_uid(records.clone());
     assert_eq!(sop_uids(&seen), sop_uids(&want), "for_each must visit each record exactly once");
     assert_eq!(seen, want, "for_each must return the records as inserted");
     let mut calls = 0;
@@ -840,18 +850,7 @@ pub fn index_record_round_trip(index: &dyn Index) {
         assert_eq!(listed, vec![r.clone()], "instances(Instance {}) must come back as inserted", r.sop_instance_uid);
         assert_eq!(r.frame_ranges(), stored(index, &r.sop_instance_uid).frame_ranges(), "frame ranges of {}", r.sop_instance_uid);
     }
-    let mut seen = Vec::new();
-    ok(
-        "for_each",
-        index.for_each(&mut |r| {
-            seen.push(r);
-            Ok(())
-        }),
-    );
-    seen.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
-    let mut want = records.clone();
-    want.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
-    assert_eq!(seen, want, "for_each must return the records as inserted");
+    assert_eq!(visited(index), by_sop_uid(records.clone()), "for_each must return the records as inserted");
     assert_index_holds(index, &records, "after the round trip records");
 }
 
