@@ -4,6 +4,7 @@
 mod config;
 mod import;
 mod output;
+mod remote;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -101,9 +102,90 @@ enum Command {
     Echo {
         /// The node: AE@host:port (e.g. ORTHANC@127.0.0.1:4242).
         node: String,
-        /// Our (calling) AE title.
-        #[arg(long, default_value = "PACS")]
-        aet: String,
+        #[command(flatten)]
+        us: Calling,
+    },
+    /// Send DICOM files and folders (recursively) to a remote node (C-STORE).
+    Send {
+        /// The node: AE@host:port.
+        node: String,
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Associations in parallel.
+        #[arg(long, short = 'j', default_value_t = 4)]
+        associations: usize,
+        /// Print a JSON report instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        us: Calling,
+    },
+    /// Query a remote node (C-FIND) with the filters and output formats of `pacs query`.
+    Find {
+        /// The node: AE@host:port.
+        node: String,
+        #[command(flatten)]
+        query: QueryArgs,
+        #[command(flatten)]
+        us: Calling,
+    },
+    /// Retrieve from a remote node into this archive (C-GET on the same association).
+    Get {
+        /// The node: AE@host:port.
+        node: String,
+        #[command(flatten)]
+        what: RetrieveArgs,
+        /// A storage SOP class UID to accept (repeatable; default: the common image classes).
+        #[arg(long = "sop-class")]
+        sop_classes: Vec<String>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        us: Calling,
+    },
+    /// Ask a remote node to send to an AE (C-MOVE); with --listen, that AE is this archive.
+    Move {
+        /// The node: AE@host:port.
+        node: String,
+        #[command(flatten)]
+        what: RetrieveArgs,
+        /// Destination AE title (the remote node must know its address) [default: --aet].
+        #[arg(long)]
+        dest: Option<String>,
+        /// Receive the instances into this archive, listening on this address (host:port) as
+        /// the destination AE while the move runs.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        us: Calling,
+    },
+    /// Migrate from a remote archive: every study of a date range not yet complete here is
+    /// retrieved (C-GET, or C-MOVE with --dest/--listen). Run it again to resume.
+    Pull {
+        /// The node: AE@host:port.
+        node: String,
+        /// First study date (YYYYMMDD); open when omitted.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last study date (YYYYMMDD); open when omitted.
+        #[arg(long)]
+        to: Option<String>,
+        /// Retrieve by C-MOVE to this AE title instead of C-GET.
+        #[arg(long, requires = "listen")]
+        dest: Option<String>,
+        /// With --dest: receive into this archive, listening on this address (host:port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        us: Calling,
     },
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
@@ -111,6 +193,55 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Our side of an association with a remote node.
+#[derive(Args)]
+struct Calling {
+    /// Our (calling) AE title.
+    #[arg(long, default_value = "PACS")]
+    aet: String,
+    /// Seconds to wait for the remote node's next message.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+impl Calling {
+    fn config(&self) -> anyhow::Result<pacs_net::dimse::client::ClientConfig> {
+        pacs_core::AeTitle::new(&self.aet)?;
+        Ok(pacs_net::dimse::client::ClientConfig {
+            ae_title: self.aet.clone(),
+            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            ..Default::default()
+        })
+    }
+}
+
+/// What a C-GET or C-MOVE retrieves: the unique keys down to the level wanted.
+#[derive(Args)]
+struct RetrieveArgs {
+    /// Patient ID (alone: the whole patient, Patient Root).
+    #[arg(long)]
+    patient: Option<String>,
+    /// Study Instance UID.
+    #[arg(long)]
+    study: Option<String>,
+    /// Series Instance UID (give --study too for strict nodes).
+    #[arg(long)]
+    series: Option<String>,
+    /// SOP Instance UID(s), backslash-separated (give --study and --series too for strict nodes).
+    #[arg(long)]
+    instance: Option<String>,
+}
+
+impl RetrieveArgs {
+    fn query(&self) -> anyhow::Result<Query> {
+        remote::retrieve_query(self.patient.as_deref(), self.study.as_deref(), self.series.as_deref(), self.instance.as_deref())
+    }
+}
+
+fn listen_address(listen: Option<&str>) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    listen.map(|l| l.parse().with_context(|| format!("--listen {l:?}: expected host:port, e.g. 127.0.0.1:11113"))).transpose()
 }
 
 #[derive(Args)]
@@ -377,18 +508,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Echo { node, aet } => {
-            let (called, address) = node.split_once('@').with_context(|| format!("{node:?}: expected AE@host:port"))?;
-            pacs_core::AeTitle::new(called)?;
-            pacs_core::AeTitle::new(&aet)?;
+        Command::Echo { node, us } => {
+            let config = us.config()?;
+            let node = pacs_net::dimse::client::Node::parse(&node)?;
             let runtime = tokio::runtime::Runtime::new()?;
             let started = std::time::Instant::now();
-            let code = runtime.block_on(pacs_net::dimse::client::echo(&aet, called, address)).with_context(|| format!("C-ECHO to {node}"))?;
+            let code = runtime.block_on(pacs_net::dimse::client::echo(&config, &node)).with_context(|| format!("C-ECHO to {node}"))?;
             if code != 0 {
                 bail!("C-ECHO to {node} answered status {code:#06x}");
             }
             println!("{node} answered C-ECHO in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Send { node, paths, associations, json, us } => {
+            let node = pacs_net::dimse::client::Node::parse(&node)?;
+            remote::send(&us.config()?, &node, &paths, associations, json)
+        }
+        Command::Find { node, query, us } => {
+            let node = pacs_net::dimse::client::Node::parse(&node)?;
+            let format = query.format;
+            remote::find(&us.config()?, &node, &build_query(&query)?, format)
+        }
+        Command::Get { node, what, sop_classes, json, us } => {
+            let node = pacs_net::dimse::client::Node::parse(&node)?;
+            for class in &sop_classes {
+                Uid::new(class)?;
+            }
+            remote::get(&us.config()?, &node, &what.query()?, open_archive(&settings)?, &sop_classes, json)
+        }
+        Command::Move { node, what, dest, listen, json, us } => {
+            let node = pacs_net::dimse::client::Node::parse(&node)?;
+            let destination = dest.unwrap_or_else(|| us.aet.clone());
+            pacs_core::AeTitle::new(&destination)?;
+            let listen = listen_address(listen.as_deref())?;
+            remote::move_to(&us.config()?, &node, &what.query()?, &destination, listen, open_archive(&settings)?, json)
+        }
+        Command::Pull { node, from, to, dest, listen, json, us } => {
+            let node = pacs_net::dimse::client::Node::parse(&node)?;
+            if let Some(d) = &dest {
+                pacs_core::AeTitle::new(d)?;
+            }
+            let listen = listen_address(listen.as_deref())?;
+            remote::pull(&us.config()?, &node, from.as_deref(), to.as_deref(), dest.as_deref(), listen, open_archive(&settings)?, json)
         }
         Command::Stats { json } => {
             let archive = open_archive(&settings)?;

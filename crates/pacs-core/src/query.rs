@@ -151,6 +151,21 @@ impl Matcher {
     }
 }
 
+impl Matcher {
+    /// The key value that expresses this matcher in a C-FIND identifier (the inverse of
+    /// [`Matcher::parse`] up to normalisation): an empty value for universal matching, two
+    /// quotation marks for empty value matching, `lo-hi` for ranges.
+    pub fn to_dicom(&self) -> String {
+        match self {
+            Matcher::Universal => String::new(),
+            Matcher::Empty => "\"\"".into(),
+            Matcher::Single(v) | Matcher::Wildcard(v) => v.clone(),
+            Matcher::UidList(uids) => uids.join("\\"),
+            Matcher::Range { lo, hi } => format!("{}-{}", lo.as_deref().unwrap_or(""), hi.as_deref().unwrap_or("")),
+        }
+    }
+}
+
 /// Normalises a Person Name value: empty trailing components (`^`) and component groups (`=`)
 /// are insignificant (PS3.5 6.2.1), so `Wang^XiaoDong=王^小東=` becomes `Wang^XiaoDong=王^小東`.
 pub fn normalize_person_name(value: &str) -> String {
@@ -297,6 +312,27 @@ pub type QueryRow = BTreeMap<Attribute, String>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_dicom_is_parsed_back_to_the_same_matcher() {
+        let cases = [
+            (Attribute::PatientName, "DOE^J*"),
+            (Attribute::PatientName, "Doe^John^^^"),
+            (Attribute::PatientId, "\"\""),
+            (Attribute::PatientId, ""),
+            (Attribute::StudyInstanceUid, "1.2.3\\1.2.4"),
+            (Attribute::StudyDate, "20240101-"),
+            (Attribute::StudyDate, "-2024.01.31"),
+            (Attribute::StudyDate, "20240101"),
+            (Attribute::StudyTime, "1030"),
+            (Attribute::StudyTime, "0800-1200"),
+            (Attribute::SeriesNumber, "007"),
+        ];
+        for (attribute, raw) in cases {
+            let matcher = Matcher::parse(attribute, raw).expect(raw);
+            assert_eq!(Matcher::parse(attribute, &matcher.to_dicom()).expect(raw), matcher, "{attribute:?} {raw:?}");
+        }
+    }
 
     fn check(attribute: Attribute, input: &str, expected: Matcher) {
         assert_eq!(Matcher::parse(attribute, input).expect(input), expected, "{input}");

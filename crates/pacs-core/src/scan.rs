@@ -464,6 +464,26 @@ impl Walker<'_, '_> {
 /// Information, which is always explicit VR little endian): what follows is the data set exactly
 /// as it would travel in a C-STORE. `None` if `head` is not a Part 10 header or is too short.
 pub fn data_set_offset(head: &[u8]) -> Option<u64> {
+    file_meta(head).map(|m| m.data_set_offset)
+}
+
+/// The File Meta Information of a Part 10 object: what a sender needs before it opens an
+/// association (which SOP class in which transfer syntax) and where the data set starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Media Storage SOP Class UID (0002,0002), trimmed.
+    pub sop_class: String,
+    /// Media Storage SOP Instance UID (0002,0003), trimmed.
+    pub sop_instance: String,
+    /// Transfer Syntax UID (0002,0010), trimmed.
+    pub transfer_syntax: String,
+    /// Offset of the data set: the bytes a C-STORE sends start here.
+    pub data_set_offset: u64,
+}
+
+/// Reads the File Meta Information from the first bytes of a Part 10 object (with or without
+/// the 128-byte preamble). `None` if `head` is not a Part 10 header or ends inside it.
+pub fn file_meta(head: &[u8]) -> Option<FileMeta> {
     let mut at = if head.get(128..132) == Some(b"DICM") {
         132
     } else if head.get(..4) == Some(b"DICM") {
@@ -471,18 +491,30 @@ pub fn data_set_offset(head: &[u8]) -> Option<u64> {
     } else {
         return None;
     };
+    let mut meta = FileMeta::default();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim_matches([' ', '\0']).to_owned();
     loop {
         let group = u16::from_le_bytes(head.get(at..at + 2)?.try_into().ok()?);
         if group != 0x0002 {
-            return Some(at as u64);
+            meta.data_set_offset = at as u64;
+            return Some(meta);
         }
+        let element = u16::from_le_bytes(head.get(at + 2..at + 4)?.try_into().ok()?);
         let vr = head.get(at + 4..at + 6)?;
         let (header, len) = if matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV") {
             (12, u32::from_le_bytes(head.get(at + 8..at + 12)?.try_into().ok()?) as usize)
         } else {
             (8, usize::from(u16::from_le_bytes(head.get(at + 6..at + 8)?.try_into().ok()?)))
         };
-        at = at.checked_add(header + len)?;
+        let value = at.checked_add(header)?;
+        let end = value.checked_add(len)?;
+        match element {
+            0x0002 => meta.sop_class = text(head.get(value..end)?),
+            0x0003 => meta.sop_instance = text(head.get(value..end)?),
+            0x0010 => meta.transfer_syntax = text(head.get(value..end)?),
+            _ => {}
+        }
+        at = end;
     }
 }
 

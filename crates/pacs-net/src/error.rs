@@ -19,6 +19,12 @@ pub enum Error {
         #[source]
         source: Box<dicom_ul::association::Error>,
     },
+    /// A request that cannot be made as given (a malformed node address, an invalid option).
+    #[error("{reason}")]
+    Usage {
+        /// What is wrong.
+        reason: String,
+    },
     /// A socket operation failed.
     #[error("{action}: {source}")]
     Io {
@@ -31,6 +37,38 @@ pub enum Error {
     /// The archive refused or failed.
     #[error(transparent)]
     Archive(#[from] pacs_core::Error),
+    /// An HTTP request is malformed (a bad parameter, multipart body or path); the reason names
+    /// the parameter or part.
+    #[error("bad request: {reason}")]
+    BadRequest {
+        /// What is wrong, naming the parameter.
+        reason: String,
+    },
+    /// None of the media types an HTTP request accepts can be produced.
+    #[error("not acceptable: {reason}")]
+    NotAcceptable {
+        /// What was asked and what is available.
+        reason: String,
+    },
+    /// The media type of an HTTP request body is not one we take.
+    #[error("unsupported media type: {reason}")]
+    UnsupportedMediaType {
+        /// What was sent and what is taken.
+        reason: String,
+    },
+    /// An HTTP request body is larger than the configured limit; nothing of it was stored.
+    #[error("request body larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request is valid but asks for something not implemented (yet), e.g. rendering of a
+    /// compressed object.
+    #[error("not implemented: {reason}")]
+    NotImplemented {
+        /// What is missing.
+        reason: String,
+    },
 }
 
 /// The result type of the network crate.

@@ -88,7 +88,8 @@ pub fn parse_identifier(data: &[u8], transfer_syntax: &str) -> Result<FindReques
     Ok(FindRequest { query, keys })
 }
 
-fn push(out: &mut Vec<u8>, explicit: bool, tag: (u16, u16), vr: [u8; 2], value: &[u8]) {
+/// Appends one element (Little Endian, explicit VR or implicit) to `out`.
+pub(crate) fn push(out: &mut Vec<u8>, explicit: bool, tag: (u16, u16), vr: [u8; 2], value: &[u8]) {
     out.extend_from_slice(&tag.0.to_le_bytes());
     out.extend_from_slice(&tag.1.to_le_bytes());
     if explicit {
@@ -105,7 +106,8 @@ fn push(out: &mut Vec<u8>, explicit: bool, tag: (u16, u16), vr: [u8; 2], value: 
     out.extend_from_slice(value);
 }
 
-fn padded(value: &str, vr: [u8; 2]) -> Vec<u8> {
+/// The bytes of a string value, padded to even length as its VR requires.
+pub(crate) fn padded(value: &str, vr: [u8; 2]) -> Vec<u8> {
     let mut bytes = value.as_bytes().to_vec();
     if bytes.len() % 2 == 1 {
         bytes.push(if &vr == b"UI" { 0 } else { b' ' });
@@ -133,6 +135,26 @@ pub fn encode_response(level: QueryLevel, keys: &[RequestedKey], row: &QueryRow,
         let vr = key.attribute.map_or(key.vr, vr_of);
         push(&mut out, explicit, key.tag, vr, &bytes);
     }
+    out
+}
+
+/// The identifier of a final C-MOVE or C-GET response that lists the SOP Instances whose
+/// sub-operations failed: Failed SOP Instance UID List (0008,0058). A list longer than one
+/// element can hold (64 KiB in explicit VR) is cut, and the cut is logged.
+pub fn failed_instances_identifier(failed: &[String], transfer_syntax: &str) -> Vec<u8> {
+    let mut list = String::new();
+    for (i, uid) in failed.iter().enumerate() {
+        if list.len() + uid.len() + 1 > 65_000 {
+            tracing::warn!(listed = i, failed = failed.len(), "Failed SOP Instance UID List cut to fit one element");
+            break;
+        }
+        if i > 0 {
+            list.push('\\');
+        }
+        list.push_str(uid);
+    }
+    let mut out = Vec::new();
+    push(&mut out, transfer_syntax != IMPLICIT_VR_LE, (0x0008, 0x0058), *b"UI", &padded(&list, *b"UI"));
     out
 }
 

@@ -13,5 +13,6 @@ pub mod find;
 pub mod meta;
 pub mod retrieve;
 pub mod server;
+mod storage;
 
 pub use server::{DimseServer, Event, ServerConfig};

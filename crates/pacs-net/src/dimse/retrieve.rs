@@ -1,9 +1,10 @@
-//! C-MOVE: the storage sub-operations of a retrieve, sent to a known AE on an association of
-//! their own. Each instance streams from its blob (data set only, as stored) in PDU-sized
+//! Retrieve: the storage sub-operations of C-GET (on the requesting association) and of C-MOVE
+//! (to a known AE, on an association of their own). Each instance streams from its blob (data set only, as stored) in PDU-sized
 //! fragments; memory stays bounded whatever the study size.
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use dicom_ul::ClientAssociationOptions;
@@ -133,18 +134,27 @@ fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord, chunk: usize) 
     rx
 }
 
-/// Sends `records` to `address` (AE `called`) as C-STORE sub-operations of the C-MOVE
-/// `message_id` from `originator`, calling `progress` after each one. Returns the final counts
-/// and the SOP Instance UIDs that failed.
-#[allow(clippy::too_many_arguments)]
+/// Where the storage sub-operations of a C-MOVE go.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination<'a> {
+    /// Our AE title, the calling AE of the storage association.
+    pub our_ae: &'a str,
+    /// The destination's AE title.
+    pub called: &'a str,
+    /// The destination's `host:port`.
+    pub address: &'a str,
+}
+
+/// Sends `records` to `destination` as C-STORE sub-operations of the C-MOVE `message_id` from
+/// `originator`, calling `progress` after each one and stopping early once `stop` is set (a
+/// C-CANCEL). Returns the final counts and the SOP Instance UIDs that failed.
 pub async fn send_all(
     archive: Arc<Archive>,
     records: Vec<InstanceRecord>,
-    our_ae: &str,
-    called: &str,
-    address: &str,
+    destination: Destination<'_>,
     originator: &str,
     message_id: u16,
+    stop: &AtomicBool,
     progress: &mut (dyn FnMut(SubOperations) + Send),
 ) -> Result<(SubOperations, Vec<String>)> {
     let mut counts = SubOperations { remaining: records.len() as u16, ..SubOperations::default() };
@@ -152,6 +162,7 @@ pub async fn send_all(
     if records.is_empty() {
         return Ok((counts, failed_uids));
     }
+    let Destination { our_ae, called, address } = destination;
     let mut options = ClientAssociationOptions::new().calling_ae_title(our_ae.to_owned()).called_ae_title(called.to_owned());
     let mut proposed: Vec<(String, String)> = Vec::new();
     for r in &records {
@@ -167,6 +178,9 @@ pub async fn send_all(
     let _ = ul.inner_stream().set_nodelay(true);
     let accepted = AcceptedContexts::new(ul.presentation_contexts());
     for (i, record) in records.into_iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         counts.remaining -= 1;
         let Some(context) = accepted.for_record(&record) else {
             counts.failed += 1;
@@ -176,7 +190,7 @@ pub async fn send_all(
         };
         let sop = record.sop_instance_uid.to_string();
         let originated = Some((originator, message_id));
-        let code = store_one(&mut ul, Arc::clone(&archive), record, context, i as u16 + 1, originated).await?;
+        let code = store_one(&mut ul, Arc::clone(&archive), record, context, i as u16 + 1, originated, None).await?;
         if counts.record(code) {
             failed_uids.push(sop);
         }
@@ -189,6 +203,9 @@ pub async fn send_all(
 /// Sends one instance as a C-STORE sub-operation on `ul` (presentation context `context`) and
 /// returns the status of the peer's C-STORE-RSP. The data set streams from the blob in
 /// fragments that fit the peer's maximum PDU length.
+///
+/// On a C-GET association the peer may send a C-CANCEL-RQ before the C-STORE-RSP: with
+/// `cancel` = `(C-GET message ID, flag)`, one for that message sets the flag.
 pub async fn store_one<A>(
     ul: &mut A,
     archive: Arc<Archive>,
@@ -196,6 +213,7 @@ pub async fn store_one<A>(
     context: u8,
     message_id: u16,
     move_originator: Option<(&str, u16)>,
+    mut cancel: Option<(u16, &mut bool)>,
 ) -> Result<u16>
 where
     A: AsyncAssociation<TcpStream> + Send,
@@ -230,7 +248,14 @@ where
                     }
                     bytes.extend_from_slice(&value.data);
                     if value.is_last {
-                        let response = Command::decode(&bytes)?;
+                        let response = Command::decode(&std::mem::take(&mut bytes))?;
+                        if let Some((get_id, flag)) = &mut cancel
+                            && response.field == CommandField::CCancelRq
+                            && response.message_id_responded_to == Some(*get_id)
+                        {
+                            **flag = true;
+                            continue;
+                        }
                         if response.field != CommandField::CStoreRsp {
                             return Err(Error::Malformed { reason: format!("{:?} where a C-STORE-RSP was expected", response.field) });
                         }

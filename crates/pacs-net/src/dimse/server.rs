@@ -4,28 +4,28 @@
 //! Services so far: Verification (C-ECHO), Storage (C-STORE) of any SOP class in any transfer
 //! syntax the peer offers (the object is stored as received), and Query (C-FIND, Patient and
 //! Study Root, every level), and retrieval by C-MOVE to a known AE and by C-GET on the same
-//! association. C-CANCEL is not honoured yet.
+//! association, each stopped by a C-CANCEL from the peer.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use dicom_ul::ServerAssociationOptions;
 use dicom_ul::pdu::{
     AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue, PDataValueType, Pdu,
     PresentationContextResultReason,
 };
 use pacs_core::InsertOutcome;
-use pacs_store::{Archive, Staged};
+use pacs_store::Archive;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::command::{Command, CommandField, status};
-use super::meta::part10_header;
+use super::storage::{Committer, Received, Receiving};
 use super::{find, retrieve};
 use crate::error::{Error, Result};
 
@@ -120,6 +120,7 @@ impl DimseServer {
     /// Serves associations until `shutdown` completes; associations in progress finish on their own.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let limit = Arc::new(Semaphore::new(self.config.max_associations));
+        let committer = Committer::start(Arc::clone(&self.archive));
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -137,7 +138,13 @@ impl DimseServer {
                 tokio::spawn(refuse(stream, peer, self.config.max_pdu_length));
                 continue;
             };
-            let association = Association { archive: Arc::clone(&self.archive), config: Arc::clone(&self.config), events: self.events.clone(), peer };
+            let association = Association {
+                archive: Arc::clone(&self.archive),
+                committer: committer.clone(),
+                config: Arc::clone(&self.config),
+                events: self.events.clone(),
+                peer,
+            };
             tokio::spawn(async move {
                 association.run(stream).await;
                 drop(permit);
@@ -165,30 +172,10 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr, max_pdu_length: u32) {
     tracing::warn!(%peer, "association rejected: too many associations at once");
 }
 
-/// Bytes of a data set arriving over the network, read by a blocking `Archive::stage`.
-struct ChannelReader {
-    current: Bytes,
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
 /// Where the data set of the message being received goes.
 enum Incoming {
     /// A C-STORE data set streaming into the archive.
-    Store { data: Option<mpsc::Sender<Bytes>>, staging: tokio::task::JoinHandle<pacs_core::Result<Staged>> },
+    Store(Receiving),
     /// A C-FIND or C-MOVE identifier, collected (it is small; bounded by `MAX_IDENTIFIER`).
     Identifier(Vec<u8>),
     /// A data set of a request we do not serve: read and dropped.
@@ -204,6 +191,7 @@ enum State {
 
 struct Association {
     archive: Arc<Archive>,
+    committer: Committer,
     config: Arc<ServerConfig>,
     events: broadcast::Sender<Event>,
     peer: SocketAddr,
@@ -315,16 +303,12 @@ impl Association {
                         return Err(failed(format!("C-FIND identifier longer than {MAX_IDENTIFIER} bytes")));
                     }
                 }
-                if let Incoming::Store { data: Some(tx), .. } = &incoming {
+                let is_last = value.is_last;
+                if let Incoming::Store(receiving) = &mut incoming {
                     // Backpressure: the network waits while the archive is behind.
-                    if tx.send(Bytes::from(value.data)).await.is_err() {
-                        // The stage ended early (a rejection): the rest is read and dropped.
-                        if let Incoming::Store { data, .. } = &mut incoming {
-                            *data = None;
-                        }
-                    }
+                    receiving.push(value.data).await;
                 }
-                if !value.is_last {
+                if !is_last {
                     return Ok(State::Data { context, command, incoming });
                 }
                 self.on_data_end(ul, calling, context, *command, incoming, stored).await?;
@@ -345,11 +329,8 @@ impl Association {
             CommandField::CStoreRq if command.has_data_set => {
                 let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
                 let sop_instance = command.affected_sop_instance_uid.clone().unwrap_or_default();
-                let header = part10_header(&sop_class, &sop_instance, transfer_syntax, calling);
-                let (tx, rx) = mpsc::channel::<Bytes>(8);
-                let archive = Arc::clone(&self.archive);
-                let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::from(header), rx }));
-                Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Store { data: Some(tx), staging } })
+                let receiving = Receiving::start(&self.archive, &sop_class, &sop_instance, transfer_syntax, calling);
+                Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Store(receiving) })
             }
             CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq if command.has_data_set => {
                 Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Identifier(Vec::new()) })
@@ -375,8 +356,8 @@ impl Association {
     }
 
     async fn on_data_end(&self, ul: &mut Ul, calling: &str, context: u8, command: Command, incoming: Incoming, stored: &mut u64) -> Result<()> {
-        let (data, staging) = match incoming {
-            Incoming::Store { data, staging } => (data, staging),
+        let receiving = match incoming {
+            Incoming::Store(receiving) => receiving,
             Incoming::Identifier(identifier) if command.field == CommandField::CMoveRq => {
                 return self.c_move(ul, calling, context, &command, &identifier).await;
             }
@@ -386,61 +367,35 @@ impl Association {
             Incoming::Identifier(identifier) => return self.find(ul, context, &command, &identifier).await,
             Incoming::Discard => return self.unrecognised(ul, context, &command).await,
         };
-        drop(data);
         let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
         let sop_instance = command.affected_sop_instance_uid.clone().unwrap_or_default();
         let message_id = command.message_id.unwrap_or(0);
-        let staged = staging.await.map_err(|e| Error::Io { action: "storing an instance".into(), source: io::Error::other(e) })?;
-        let (code, comment) = match staged {
-            Err(e) => {
-                tracing::warn!(peer = %self.peer, %calling, sop = %sop_instance, error = %e, "C-STORE refused");
-                (if matches!(e, pacs_core::Error::Rejected(_)) { status::CANNOT_UNDERSTAND } else { status::OUT_OF_RESOURCES }, Some(e.to_string()))
+        let Received { code, comment, report } = receiving.finish(&self.archive, &self.committer).await?;
+        match (&report, code) {
+            (Some(report), status::SUCCESS) if matches!(report.outcome, InsertOutcome::Inserted | InsertOutcome::Replaced { .. }) => {
+                *stored += 1;
+                let _ = self.events.send(Event::InstanceStored {
+                    calling: calling.to_owned(),
+                    sop_instance_uid: report.record.sop_instance_uid.to_string(),
+                    study_instance_uid: report.record.study_instance_uid.to_string(),
+                });
             }
-            Ok(staged) if staged.record.sop_instance_uid.as_str() != sop_instance => {
-                let comment = format!("data set holds SOP Instance UID {}, the request names {sop_instance}", staged.record.sop_instance_uid);
-                self.archive.abandon(staged);
-                (status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS, Some(comment))
+            (Some(report), status::SUCCESS) => tracing::info!(sop = %sop_instance, outcome = ?report.outcome, "C-STORE of an instance already stored"),
+            _ => {
+                tracing::warn!(peer = %self.peer, %calling, sop = %sop_instance, status = format!("{code:#06x}"), reason = comment.as_deref().unwrap_or(""), "C-STORE refused")
             }
-            Ok(staged) => {
-                let archive = Arc::clone(&self.archive);
-                let committed = tokio::task::spawn_blocking(move || archive.commit(vec![staged]))
-                    .await
-                    .map_err(|e| Error::Io { action: "storing an instance".into(), source: io::Error::other(e) })?;
-                match committed.map(|mut reports| reports.pop()) {
-                    Ok(Some(report)) => match report.outcome {
-                        InsertOutcome::Refused { .. } => {
-                            (status::DUPLICATE_SOP_INSTANCE, Some("a different instance with this SOP Instance UID is stored".into()))
-                        }
-                        outcome => {
-                            if matches!(outcome, InsertOutcome::Inserted | InsertOutcome::Replaced { .. }) {
-                                *stored += 1;
-                                let _ = self.events.send(Event::InstanceStored {
-                                    calling: calling.to_owned(),
-                                    sop_instance_uid: report.record.sop_instance_uid.to_string(),
-                                    study_instance_uid: report.record.study_instance_uid.to_string(),
-                                });
-                            } else {
-                                tracing::info!(sop = %sop_instance, ?outcome, "C-STORE of an instance already stored");
-                            }
-                            (status::SUCCESS, None)
-                        }
-                    },
-                    Ok(None) => (status::PROCESSING_FAILURE, Some("no outcome".into())),
-                    Err(e) => {
-                        tracing::error!(sop = %sop_instance, error = %e, "C-STORE could not be committed");
-                        (status::OUT_OF_RESOURCES, Some(e.to_string()))
-                    }
-                }
-            }
-        };
+        }
         let mut response = Command::c_store_rsp(message_id, &sop_class, &sop_instance, code);
         // Error Comment is LO: at most 64 characters.
         response.error_comment = comment.map(|c| c.chars().take(64).collect());
         self.respond(ul, context, &response).await
     }
 
-    /// Answers a C-FIND: one pending response per match, then the final status.
+    /// Answers a C-FIND: one pending response per match, then the final status. Matches are read
+    /// from the index a page at a time, so a query matching the whole archive holds one page in
+    /// memory; a C-CANCEL from the peer ends it with status Cancel.
     async fn find(&self, ul: &mut Ul, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
+        const PAGE: usize = 500;
         let message_id = command.message_id.unwrap_or(0);
         let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
         let transfer_syntax = context_transfer_syntax(ul, context);
@@ -453,28 +408,89 @@ impl Association {
                 return self.respond(ul, context, &response).await;
             }
         };
-        let archive = Arc::clone(&self.archive);
-        let query = request.query.clone();
-        let rows = tokio::task::spawn_blocking(move || archive.query(&query))
-            .await
-            .map_err(|e| Error::Io { action: "running a query".into(), source: io::Error::other(e) })?;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(peer = %self.peer, error = %e, "C-FIND failed");
-                let mut response = Command::c_find_rsp(message_id, &sop_class, status::UNABLE_TO_PROCESS, false);
-                response.error_comment = Some(e.to_string().chars().take(64).collect());
-                return self.respond(ul, context, &response).await;
-            }
-        };
-        tracing::debug!(peer = %self.peer, level = %request.query.level, matches = rows.len(), "C-FIND");
         let pending = Command::c_find_rsp(message_id, &sop_class, status::PENDING, true);
-        for row in &rows {
-            self.respond(ul, context, &pending).await?;
-            let data = find::encode_response(request.query.level, &request.keys, row, &transfer_syntax);
-            self.send_data(ul, context, data).await?;
+        let mut sent = 0usize;
+        loop {
+            let archive = Arc::clone(&self.archive);
+            let mut page = request.query.clone();
+            page.offset = sent;
+            page.limit = Some(PAGE);
+            let rows = tokio::task::spawn_blocking(move || archive.query(&page))
+                .await
+                .map_err(|e| Error::Io { action: "running a query".into(), source: io::Error::other(e) })?;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(peer = %self.peer, error = %e, "C-FIND failed");
+                    let mut response = Command::c_find_rsp(message_id, &sop_class, status::UNABLE_TO_PROCESS, false);
+                    response.error_comment = Some(e.to_string().chars().take(64).collect());
+                    return self.respond(ul, context, &response).await;
+                }
+            };
+            for row in &rows {
+                if self.cancel_requested(ul, message_id).await? {
+                    tracing::info!(peer = %self.peer, level = %request.query.level, sent, "C-FIND cancelled by the peer");
+                    return self.respond(ul, context, &Command::c_find_rsp(message_id, &sop_class, status::CANCEL, false)).await;
+                }
+                self.respond(ul, context, &pending).await?;
+                let data = find::encode_response(request.query.level, &request.keys, row, &transfer_syntax);
+                self.send_data(ul, context, data).await?;
+                sent += 1;
+            }
+            if rows.len() < PAGE {
+                break;
+            }
         }
+        tracing::debug!(peer = %self.peer, level = %request.query.level, matches = sent, "C-FIND");
         self.respond(ul, context, &Command::c_find_rsp(message_id, &sop_class, status::SUCCESS, false)).await
+    }
+
+    /// Whether the peer has sent a C-CANCEL-RQ for `message_id`, checked without waiting: the
+    /// PDUs already received are read, and nothing else is expected while a request is served.
+    async fn cancel_requested(&self, ul: &mut Ul, message_id: u16) -> Result<bool> {
+        use std::task::Poll;
+        let peer = || self.peer.to_string();
+        let mut cancelled = false;
+        loop {
+            // One poll of `receive`: dicom-ul reads into the association's own buffer, so
+            // dropping the future keeps whatever part of a PDU has arrived.
+            let polled = {
+                let mut receive = std::pin::pin!(ul.receive());
+                std::future::poll_fn(|cx| Poll::Ready(receive.as_mut().poll(cx))).await
+            };
+            let pdu = match polled {
+                Poll::Pending => return Ok(cancelled),
+                Poll::Ready(pdu) => pdu.map_err(|source| Error::Association { peer: peer(), source: Box::new(source) })?,
+            };
+            match pdu {
+                Pdu::PData { data } => {
+                    for value in data {
+                        let command = (value.value_type == PDataValueType::Command && value.is_last).then(|| Command::decode(&value.data)).transpose()?;
+                        match command {
+                            Some(c) if c.field == CommandField::CCancelRq && c.message_id_responded_to == Some(message_id) => cancelled = true,
+                            Some(c) if c.field == CommandField::CCancelRq => {
+                                tracing::debug!(peer = %self.peer, responded_to = ?c.message_id_responded_to, "C-CANCEL of another message ignored");
+                            }
+                            _ => return Err(Error::Malformed { reason: "a new message arrived while a request was being served".into() }),
+                        }
+                    }
+                }
+                Pdu::AbortRQ { .. } => return Err(Error::Malformed { reason: "aborted by the peer".into() }),
+                other => return Err(Error::Malformed { reason: format!("unexpected {} while a request was being served", other.short_description()) }),
+            }
+        }
+    }
+
+    /// Sends the final response of a C-MOVE or C-GET: with the Failed SOP Instance UID List
+    /// (0008,0058) as its identifier when sub-operations failed.
+    async fn respond_final(&self, ul: &mut Ul, context: u8, mut response: Command, failed: &[String]) -> Result<()> {
+        if failed.is_empty() {
+            return self.respond(ul, context, &response).await;
+        }
+        response.has_data_set = true;
+        self.respond(ul, context, &response).await?;
+        let identifier = find::failed_instances_identifier(failed, &context_transfer_syntax(ul, context));
+        self.send_data(ul, context, identifier).await
     }
 
     /// Answers a C-MOVE: the matching instances are sent to the destination AE on an
@@ -499,18 +515,25 @@ impl Association {
         };
         tracing::info!(peer = %self.peer, %calling, %destination, instances = records.len(), "C-MOVE");
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let archive = Arc::clone(&self.archive);
         let our_ae = self.config.ae_title.clone();
         let originator = calling.to_owned();
+        let stop = Arc::clone(&cancel);
         let send = async move {
             let mut progress = move |counts| {
                 let _ = progress_tx.send(counts);
             };
-            retrieve::send_all(archive, records, &our_ae, &destination, &address, &originator, message_id, &mut progress).await
+            let target = retrieve::Destination { our_ae: &our_ae, called: &destination, address: &address };
+            retrieve::send_all(archive, records, target, &originator, message_id, &stop, &mut progress).await
         };
         let pending = async {
             while let Some(c) = progress_rx.recv().await {
                 let c: retrieve::SubOperations = c;
+                if !cancel.load(std::sync::atomic::Ordering::Relaxed) && self.cancel_requested(ul, message_id).await? {
+                    tracing::info!(peer = %self.peer, "C-MOVE cancelled by the peer");
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 if c.remaining > 0 {
                     let response = Command::c_move_rsp(message_id, &sop_class, status::PENDING, Some(c.remaining), c.completed, c.failed, c.warning);
                     self.respond(ul, context, &response).await?;
@@ -520,20 +543,21 @@ impl Association {
         };
         let (sent, pending) = tokio::join!(send, pending);
         pending?;
-        let response = match sent {
+        match sent {
             Ok((c, failed)) => {
-                let code = c.final_status();
                 if !failed.is_empty() {
                     tracing::warn!(failed = ?failed, "C-MOVE sub-operations failed");
                 }
-                Command::c_move_rsp(message_id, &sop_class, code, None, c.completed, c.failed, c.warning)
+                let cancelled = cancel.load(std::sync::atomic::Ordering::Relaxed) && c.remaining > 0;
+                let (code, remaining) = if cancelled { (status::CANCEL, Some(c.remaining)) } else { (c.final_status(), None) };
+                let response = Command::c_move_rsp(message_id, &sop_class, code, remaining, c.completed, c.failed, c.warning);
+                self.respond_final(ul, context, response, &failed).await
             }
             Err(e) => {
                 tracing::warn!(peer = %self.peer, error = %e, "C-MOVE could not reach its destination");
-                final_status(status::UNABLE_TO_PROCESS, Some(e.to_string()))
+                self.respond(ul, context, &final_status(status::UNABLE_TO_PROCESS, Some(e.to_string()))).await
             }
-        };
-        self.respond(ul, context, &response).await
+        }
     }
 
     /// The instances a C-MOVE or C-GET identifier designates, or the failure status and comment
@@ -552,7 +576,8 @@ impl Association {
 
     /// Answers a C-GET: the matching instances are sent back on this association as C-STORE
     /// sub-operations (the peer took the SCP role for their SOP classes at negotiation), with a
-    /// pending response after each, then the final counts.
+    /// pending response after each, then the final counts. A C-CANCEL stops it after the
+    /// sub-operation in progress.
     async fn c_get(&self, ul: &mut Ul, calling: &str, context: u8, command: &Command, identifier: &[u8]) -> Result<()> {
         let message_id = command.message_id.unwrap_or(0);
         let sop_class = command.affected_sop_class_uid.clone().unwrap_or_default();
@@ -568,13 +593,20 @@ impl Association {
         let accepted = retrieve::AcceptedContexts::new(ul.presentation_contexts());
         let mut counts = retrieve::SubOperations { remaining: records.len() as u16, ..Default::default() };
         let mut failed = Vec::new();
+        let mut cancelled = false;
         for (i, record) in records.into_iter().enumerate() {
+            if cancelled || self.cancel_requested(ul, message_id).await? {
+                cancelled = true;
+                tracing::info!(peer = %self.peer, remaining = counts.remaining, "C-GET cancelled by the peer");
+                break;
+            }
             counts.remaining -= 1;
             let target = accepted.for_record(&record);
             let sop = record.sop_instance_uid.to_string();
             let code = match target {
                 Some(store_context) => {
-                    retrieve::store_one(ul, Arc::clone(&self.archive), record, store_context, message_id.wrapping_add(i as u16 + 1), None).await?
+                    let id = message_id.wrapping_add(i as u16 + 1);
+                    retrieve::store_one(ul, Arc::clone(&self.archive), record, store_context, id, None, Some((message_id, &mut cancelled))).await?
                 }
                 // No presentation context for this SOP class and stored syntax (transcoding
                 // comes with the pixel data layer).
@@ -583,7 +615,7 @@ impl Association {
             if counts.record(code) {
                 failed.push(sop);
             }
-            if counts.remaining > 0 {
+            if counts.remaining > 0 && !cancelled {
                 let pending =
                     Command::c_get_rsp(message_id, &sop_class, status::PENDING, Some(counts.remaining), counts.completed, counts.failed, counts.warning);
                 self.respond(ul, context, &pending).await?;
@@ -592,8 +624,9 @@ impl Association {
         if !failed.is_empty() {
             tracing::warn!(peer = %self.peer, failed = ?failed, "C-GET sub-operations failed");
         }
-        let response = Command::c_get_rsp(message_id, &sop_class, counts.final_status(), None, counts.completed, counts.failed, counts.warning);
-        self.respond(ul, context, &response).await
+        let (code, remaining) = if cancelled && counts.remaining > 0 { (status::CANCEL, Some(counts.remaining)) } else { (counts.final_status(), None) };
+        let response = Command::c_get_rsp(message_id, &sop_class, code, remaining, counts.completed, counts.failed, counts.warning);
+        self.respond_final(ul, context, response, &failed).await
     }
 
     /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.
