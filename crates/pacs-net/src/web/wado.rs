@@ -1,0 +1,432 @@
+//! WADO-RS and WADO-URI: instances (streamed from their blobs in `multipart/related`), metadata
+//! (DICOM JSON with `BulkDataURI`), frames (only the asked frames' bytes, by the offsets recorded
+//! at ingest), bulk data, and the single-object WADO-URI request.
+
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use pacs_core::scan::PixelLayout;
+use pacs_core::{InstanceRecord, Scope};
+use pacs_store::Archive;
+use serde_json::Value as Json;
+use tokio::sync::mpsc;
+
+use super::json::{self, BulkPath, DataSet, JsonOptions, ParseOptions, Value};
+use super::media::{self, MediaRange, accepts_json, frame_media_type, parse_accept};
+use super::qido::Params;
+use super::{AppState, blocking, render, uid};
+use crate::error::{Error, Result};
+
+/// Bytes read from a blob per chunk of a streamed response.
+const CHUNK: usize = 64 * 1024;
+
+/// The records of a study, a series of it, or an instance of that series; 404 when none.
+pub(crate) async fn records(state: &AppState, study: &str, series: Option<&str>, instance: Option<&str>) -> Result<Vec<InstanceRecord>> {
+    let study_uid = uid(study, "StudyInstanceUID")?;
+    let series_uid = series.map(|s| uid(s, "SeriesInstanceUID")).transpose()?;
+    let instance_uid = instance.map(|i| uid(i, "SOPInstanceUID")).transpose()?;
+    let scope = match (&series_uid, &instance_uid) {
+        (_, Some(i)) => Scope::Instance(i.clone()),
+        (Some(s), None) => Scope::Series(s.clone()),
+        (None, None) => Scope::Study(study_uid.clone()),
+    };
+    let archive = Arc::clone(&state.archive);
+    let mut found = blocking(move || archive.instances(&scope)).await?;
+    found.retain(|r| r.study_instance_uid == study_uid && series_uid.as_ref().is_none_or(|s| r.series_instance_uid == *s));
+    if found.is_empty() {
+        let what = match (series, instance) {
+            (Some(s), Some(i)) => format!("instance {i} of series {s} of study {study}"),
+            (Some(s), None) => format!("series {s} of study {study}"),
+            _ => format!("study {study}"),
+        };
+        return Err(pacs_core::Error::NotFound { what }.into());
+    }
+    Ok(found)
+}
+
+fn accept_of(headers: &HeaderMap) -> Vec<MediaRange> {
+    parse_accept(headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()))
+}
+
+/// Whether a `transfer-syntax` parameter (absent, `*`, or a UID) is met by objects stored in
+/// `stored` without transcoding.
+fn syntax_ok(asked: Option<&str>, stored: &str) -> bool {
+    match asked {
+        None | Some("*") => true,
+        Some(ts) => ts == stored,
+    }
+}
+
+/// Checks that the client accepts the instances as stored (`multipart/related;
+/// type="application/dicom"`, with no transfer syntax or the stored one).
+fn negotiate_dicom(accept: &[MediaRange], records: &[InstanceRecord]) -> Result<()> {
+    let all_in = |ts: Option<&str>| records.iter().all(|r| syntax_ok(ts, r.transfer_syntax_uid.as_str()));
+    let ok = accept.iter().any(|r| match r.essence.as_str() {
+        "*/*" | "multipart/*" => true,
+        "multipart/related" => r.param("type").is_none_or(|t| matches!(t, "application/dicom" | "application/*" | "*/*")) && all_in(r.param("transfer-syntax")),
+        "application/dicom" => all_in(r.param("transfer-syntax")),
+        _ => false,
+    });
+    if ok {
+        return Ok(());
+    }
+    let mut stored: Vec<&str> = records.iter().map(|r| r.transfer_syntax_uid.as_str()).collect();
+    stored.sort_unstable();
+    stored.dedup();
+    Err(Error::NotAcceptable {
+        reason: format!(
+            "instances are sent as multipart/related; type=\"application/dicom\" in the transfer syntax they are stored in ({}); transcoding is not supported yet",
+            stored.join(", ")
+        ),
+    })
+}
+
+/// What a streamed part is made of.
+enum PartSource {
+    /// A whole stored object.
+    Object(InstanceRecord),
+    /// A byte range of a stored object.
+    Range(InstanceRecord, u64, u64),
+    /// One frame of an instance.
+    Frame(InstanceRecord, u32),
+    /// Bytes already in memory.
+    Bytes(Bytes),
+}
+
+/// A `multipart/related` body whose parts are read on a blocking thread and streamed through a
+/// bounded channel (memory: a few chunks, whatever the size of the objects).
+fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, boundary: String) -> Body {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let send = |chunk: Bytes| tx.blocking_send(Ok(chunk)).is_ok();
+        for (i, (content_type, source)) in parts.into_iter().enumerate() {
+            if i > 0 && !send(Bytes::from_static(media::PART_END)) {
+                return;
+            }
+            if !send(media::part_header(&boundary, &content_type, &[])) {
+                return;
+            }
+            let result: pacs_core::Result<bool> = (|| match source {
+                PartSource::Bytes(b) => Ok(send(b)),
+                PartSource::Frame(record, n) => Ok(send(archive.read_frame(&record, n)?)),
+                PartSource::Object(record) => {
+                    let reader = archive.read(&record)?;
+                    copy_chunks(reader, u64::MAX, &send, &record)
+                }
+                PartSource::Range(record, offset, length) => {
+                    let mut reader = archive.read(&record)?;
+                    let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink()).map_err(|source| pacs_core::Error::Io {
+                        action: "reading blob",
+                        target: record.blob.to_string(),
+                        source,
+                    })?;
+                    if skipped < offset {
+                        return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
+                    }
+                    copy_chunks(reader, length, &send, &record)
+                }
+            })();
+            match result {
+                Ok(true) => {}
+                Ok(false) => return, // the client went away
+                Err(e) => {
+                    tracing::error!(error = %e, "streaming a WADO response failed; the response is cut short");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            }
+        }
+        let _ = send(media::closing(&boundary));
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn Fn(Bytes) -> bool, record: &InstanceRecord) -> pacs_core::Result<bool> {
+    let mut buf = vec![0u8; CHUNK];
+    while remaining > 0 {
+        let want = remaining.min(CHUNK as u64) as usize;
+        let n = reader.read(&mut buf[..want]).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
+        if n == 0 {
+            break;
+        }
+        remaining = remaining.saturating_sub(n as u64);
+        if !send(Bytes::copy_from_slice(&buf[..n])) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn multipart_response(archive: Arc<Archive>, part_type: &str, parts: Vec<(String, PartSource)>) -> Response {
+    let boundary = media::boundary();
+    let content_type = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
+    let mut response = Response::new(multipart_body(archive, parts, boundary));
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+async fn retrieve(state: AppState, headers: HeaderMap, study: String, series: Option<String>, instance: Option<String>) -> Result<Response> {
+    let found = records(&state, &study, series.as_deref(), instance.as_deref()).await?;
+    negotiate_dicom(&accept_of(&headers), &found)?;
+    tracing::debug!(%study, instances = found.len(), "WADO-RS retrieve");
+    let parts = found.into_iter().map(|r| (format!("application/dicom; transfer-syntax={}", r.transfer_syntax_uid), PartSource::Object(r))).collect();
+    Ok(multipart_response(Arc::clone(&state.archive), "application/dicom", parts))
+}
+
+/// `GET /studies/{study}`.
+pub(crate) async fn retrieve_study(State(state): State<AppState>, Path(study): Path<String>, headers: HeaderMap) -> Result<Response> {
+    retrieve(state, headers, study, None, None).await
+}
+
+/// `GET /studies/{study}/series/{series}`.
+pub(crate) async fn retrieve_series(State(state): State<AppState>, Path((study, series)): Path<(String, String)>, headers: HeaderMap) -> Result<Response> {
+    retrieve(state, headers, study, Some(series), None).await
+}
+
+/// `GET /studies/{study}/series/{series}/instances/{instance}`.
+pub(crate) async fn retrieve_instance(
+    State(state): State<AppState>,
+    Path((study, series, instance)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    retrieve(state, headers, study, Some(series), Some(instance)).await
+}
+
+/// Whether nothing but Pixel Data's value follows Pixel Data in the stored object (so that a
+/// header read can stop there).
+pub(crate) fn pixel_data_ends_object(record: &InstanceRecord) -> bool {
+    match &record.pixel {
+        PixelLayout::Native { offset, length } => offset + length >= record.size,
+        PixelLayout::Encapsulated { fragments, .. } => fragments.last().is_some_and(|(offset, length)| offset + u64::from(*length) + 8 >= record.size),
+        PixelLayout::Unknown => false,
+    }
+}
+
+/// The URL of an instance under `base_url`.
+pub(crate) fn instance_url(base_url: &str, record: &InstanceRecord) -> String {
+    format!("{base_url}/studies/{}/series/{}/instances/{}", record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid)
+}
+
+/// Parses the stored object of `record` (blocking).
+pub(crate) fn parse_record(archive: &Archive, record: &InstanceRecord, options: &ParseOptions) -> pacs_core::Result<json::Parsed> {
+    let reader = archive.read(record)?;
+    json::parse(&mut BufReader::with_capacity(CHUNK, reader), options)
+        .map_err(|e| pacs_core::Error::Corrupt { what: format!("stored object of {} cannot be parsed: {e}", record.sop_instance_uid) })
+}
+
+async fn metadata(state: AppState, headers: HeaderMap, study: String, series: Option<String>, instance: Option<String>) -> Result<Response> {
+    if !accepts_json(&accept_of(&headers)) {
+        return Err(Error::NotAcceptable { reason: "metadata is sent as application/dicom+json only".into() });
+    }
+    let found = records(&state, &study, series.as_deref(), instance.as_deref()).await?;
+    let base_url = state.base_url(&headers);
+    let archive = Arc::clone(&state.archive);
+    let threshold = state.config.bulk_threshold;
+    let body = blocking(move || {
+        let mut out = Vec::with_capacity(found.len());
+        for record in &found {
+            let options = ParseOptions { inline_limit: threshold, stop_at_pixel_data: pixel_data_ends_object(record), capture: None };
+            let parsed = parse_record(&archive, record, &options)?;
+            let url = instance_url(&base_url, record);
+            out.push(json::to_json(&parsed.data_set, &JsonOptions { instance_url: Some(&url), big_endian: parsed.big_endian }));
+        }
+        serde_json::to_vec(&Json::Array(out)).map_err(|e| pacs_core::Error::Corrupt { what: format!("writing JSON: {e}") })
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"))], body).into_response())
+}
+
+/// `GET /studies/{study}/metadata`.
+pub(crate) async fn study_metadata(State(state): State<AppState>, Path(study): Path<String>, headers: HeaderMap) -> Result<Response> {
+    metadata(state, headers, study, None, None).await
+}
+
+/// `GET /studies/{study}/series/{series}/metadata`.
+pub(crate) async fn series_metadata(State(state): State<AppState>, Path((study, series)): Path<(String, String)>, headers: HeaderMap) -> Result<Response> {
+    metadata(state, headers, study, Some(series), None).await
+}
+
+/// `GET /studies/{study}/series/{series}/instances/{instance}/metadata`.
+pub(crate) async fn instance_metadata(
+    State(state): State<AppState>,
+    Path((study, series, instance)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    metadata(state, headers, study, Some(series), Some(instance)).await
+}
+
+/// Parses a frame list (`1,3,5`): 1-based numbers, each at most `count`.
+pub(crate) fn parse_frame_list(text: &str, count: u32, sop: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for piece in text.split(',').map(str::trim) {
+        let n: u32 = piece.parse().map_err(|_| Error::BadRequest { reason: format!("frame list: {piece:?} is not a frame number") })?;
+        if n == 0 {
+            return Err(Error::BadRequest { reason: "frame list: frame numbers start at 1".into() });
+        }
+        if n > count {
+            return Err(pacs_core::Error::NotFound { what: format!("frame {n} of {sop} ({count} frames)") }.into());
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// The media type in which the frames of `record` are sent, if the client accepts it.
+fn negotiate_frames(accept: &[MediaRange], record: &InstanceRecord) -> Result<&'static str> {
+    let ts = record.transfer_syntax_uid.as_str();
+    let Some(media_type) = frame_media_type(ts) else {
+        return Err(Error::NotAcceptable { reason: format!("frames of an object stored in transfer syntax {ts} cannot be sent without transcoding") });
+    };
+    let native = media_type == "application/octet-stream";
+    // Native little endian frames are the same bytes in implicit and explicit VR.
+    let ts_ok = |asked: Option<&str>| match asked {
+        None => true,
+        Some("*") => true,
+        Some(t) => t == ts || (native && t == pacs_core::scan::EXPLICIT_VR_LE),
+    };
+    let ok = accept.iter().any(|r| match r.essence.as_str() {
+        "*/*" | "multipart/*" => true,
+        "multipart/related" => match r.param("type") {
+            None => ts_ok(r.param("transfer-syntax")),
+            Some(t) => parse_accept(Some(t)).iter().any(|m| m.covers(media_type)) && ts_ok(r.param("transfer-syntax")),
+        },
+        other => other == media_type || r.covers(media_type) && ts_ok(r.param("transfer-syntax")),
+    });
+    if ok {
+        Ok(media_type)
+    } else {
+        Err(Error::NotAcceptable { reason: format!("frames of this object are sent as {media_type} (transfer syntax {ts}); transcoding is not supported yet") })
+    }
+}
+
+/// `GET .../instances/{instance}/frames/{list}`: each frame read alone from the blob.
+pub(crate) async fn frames(
+    State(state): State<AppState>,
+    Path((study, series, instance, list)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let record = records(&state, &study, Some(&series), Some(&instance)).await?.remove(0);
+    let numbers = parse_frame_list(&list, record.frame_count(), &instance)?;
+    let media_type = negotiate_frames(&accept_of(&headers), &record)?;
+    if record.frame_ranges().is_none() {
+        return Err(Error::NotImplemented {
+            reason: format!("the frames of {instance} cannot be located in the stored object (no offsets recorded for its pixel data)"),
+        });
+    }
+    let syntax = if media_type == "application/octet-stream" { pacs_core::scan::EXPLICIT_VR_LE } else { record.transfer_syntax_uid.as_str() };
+    let content_type = format!("{media_type}; transfer-syntax={syntax}");
+    let parts = numbers.into_iter().map(|n| (content_type.clone(), PartSource::Frame(record.clone(), n))).collect();
+    Ok(multipart_response(Arc::clone(&state.archive), media_type, parts))
+}
+
+fn find_bulk<'a>(data_set: &'a DataSet, path: &BulkPath) -> Option<&'a Value> {
+    let mut current = data_set;
+    for (tag, index) in &path.steps {
+        match &current.get(*tag)?.value {
+            Value::Items(items) => current = items.get(*index)?,
+            _ => return None,
+        }
+    }
+    Some(&current.get(path.tag)?.value)
+}
+
+/// `GET .../instances/{instance}/bulkdata/{path}`: one bulk value, as the `BulkDataURI`s of
+/// `/metadata` name them.
+pub(crate) async fn bulkdata(State(state): State<AppState>, Path((study, series, instance, path)): Path<(String, String, String, String)>) -> Result<Response> {
+    let bulk = BulkPath::parse(&path).ok_or_else(|| Error::BadRequest { reason: format!("bulk data path {path:?}: expected TAG or SEQTAG/ITEM/.../TAG") })?;
+    let record = records(&state, &study, Some(&series), Some(&instance)).await?.remove(0);
+    let archive = Arc::clone(&state.archive);
+    if bulk.steps.is_empty() && bulk.tag == json::PIXEL_DATA {
+        match &record.pixel {
+            PixelLayout::Native { offset, length } => {
+                let (offset, length) = (*offset, *length);
+                let parts = vec![("application/octet-stream".to_owned(), PartSource::Range(record, offset, length))];
+                return Ok(multipart_response(archive, "application/octet-stream", parts));
+            }
+            PixelLayout::Encapsulated { .. } if record.frame_ranges().is_some() => {
+                let media_type = frame_media_type(record.transfer_syntax_uid.as_str()).unwrap_or("application/octet-stream");
+                let content_type = format!("{media_type}; transfer-syntax={}", record.transfer_syntax_uid);
+                let parts = (1..=record.frame_count()).map(|n| (content_type.clone(), PartSource::Frame(record.clone(), n))).collect();
+                return Ok(multipart_response(archive, media_type, parts));
+            }
+            _ => {}
+        }
+    }
+    let what = format!("bulk data {path} of {instance}");
+    let value = blocking(move || {
+        let options = ParseOptions { inline_limit: 0, stop_at_pixel_data: bulk.tag != json::PIXEL_DATA, capture: Some(bulk.clone()) };
+        let parsed = parse_record(&archive, &record, &options)?;
+        match find_bulk(&parsed.data_set, &bulk) {
+            Some(Value::Bytes(b)) => Ok(Bytes::from(b.clone())),
+            _ => Err(pacs_core::Error::NotFound { what }),
+        }
+    })
+    .await?;
+    let parts = vec![("application/octet-stream".to_owned(), PartSource::Bytes(value))];
+    Ok(multipart_response(Arc::clone(&state.archive), "application/octet-stream", parts))
+}
+
+/// `GET /wado?requestType=WADO&studyUID=&seriesUID=&objectUID=&contentType=` (WADO-URI, PS3.18
+/// chapter 9): the object as `application/dicom`, or rendered as `image/jpeg` (the default) or
+/// `image/png`.
+pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): UrlQuery<Params>) -> Result<Response> {
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    match get("requestType") {
+        Some("WADO") => {}
+        Some(other) => return Err(Error::BadRequest { reason: format!("parameter requestType: expected WADO, got {other:?}") }),
+        None => return Err(Error::BadRequest { reason: "parameter requestType is missing".into() }),
+    }
+    let required = |name: &str| get(name).ok_or_else(|| Error::BadRequest { reason: format!("parameter {name} is missing") });
+    let (study, series, object) = (required("studyUID")?, required("seriesUID")?, required("objectUID")?);
+    let content_type = get("contentType").unwrap_or("image/jpeg").split(',').next().unwrap_or("image/jpeg").trim().to_owned();
+    let record = records(&state, study, Some(series), Some(object)).await?.remove(0);
+    match content_type.as_str() {
+        "application/dicom" => {
+            let archive = Arc::clone(&state.archive);
+            let reader = blocking(move || archive.read(&record)).await?;
+            let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+            tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+            let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom"))], body).into_response())
+        }
+        "image/jpeg" | "image/png" | "image/*" | "*/*" => {
+            let format = if content_type == "image/png" { render::Format::Png } else { render::Format::Jpeg };
+            let frame = match get("frameNumber") {
+                Some(n) => n.trim().parse().map_err(|_| Error::BadRequest { reason: format!("parameter frameNumber: not a number: {n:?}") })?,
+                None => 1,
+            };
+            let window = match (get("windowCenter"), get("windowWidth")) {
+                (Some(c), Some(w)) => Some(render::parse_window(&format!("{c},{w},linear"))?),
+                (None, None) => None,
+                _ => return Err(Error::BadRequest { reason: "parameters windowCenter and windowWidth go together".into() }),
+            };
+            let options = render::RenderOptions { format, frame, window, viewport: None, quality: 90 };
+            render::render_record(&state, record, options).await
+        }
+        other => Err(Error::NotAcceptable { reason: format!("parameter contentType: {other:?} is not offered (application/dicom, image/jpeg, image/png)") }),
+    }
+}
