@@ -1,0 +1,560 @@
+//! The DICOMweb face against real clients: the Python `dicomweb-client` package (with pydicom as
+//! the reference reading the same files) for every service, and `curl` for raw HTTP cases.
+//!
+//! Python 3 with pydicom, numpy and dicomweb-client, and curl, are required: `scripts/test.sh`
+//! installs them. Missing tools fail the tests, they never skip them.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pacs_net::web::{WebConfig, WebServer};
+use pacs_store::{Archive, ArchiveConfig};
+use serde_json::Value;
+
+/// A `WebServer` on 127.0.0.1 over an archive in a temporary folder, stopped when dropped.
+struct Web {
+    runtime: tokio::runtime::Runtime,
+    address: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<pacs_net::Result<()>>>,
+    archive: Arc<Archive>,
+    dir: tempfile::TempDir,
+}
+
+impl Web {
+    fn start(config: WebConfig) -> Web {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Arc::new(Archive::open(&dir.path().join("data"), ArchiveConfig::default()).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = runtime.block_on(WebServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&archive), config)).unwrap();
+        let address = server.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(server.serve(async move {
+            let _ = rx.await;
+        }));
+        Web { runtime, address, shutdown: Some(tx), task: Some(task), archive, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/dicom-web", self.address)
+    }
+
+    fn instances(&self) -> u64 {
+        self.archive.stats().unwrap().instances
+    }
+
+    fn ingest(&self, path: &Path) {
+        self.archive.ingest(&mut std::fs::File::open(path).unwrap()).unwrap_or_else(|e| panic!("ingest {}: {e}", path.display()));
+    }
+
+    /// `curl` against `path` (under the base URL) with extra arguments.
+    fn curl(&self, path: &str, args: &[&str]) -> Reply {
+        curl(&format!("{}{path}", self.url()), args, self.dir.path())
+    }
+
+    /// Asserts the server still answers.
+    fn assert_healthy(&self) {
+        let reply = self.curl("/health", &[]);
+        assert_eq!(reply.status, 200, "health after bad input: {}", reply.text());
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+        }
+    }
+}
+
+/// An HTTP answer.
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().rev().find_map(|l| l.split_once(':').filter(|(n, _)| n.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
+    }
+
+    /// The parts of a `multipart/related` answer: (headers, content).
+    fn parts(&self) -> Vec<(String, Vec<u8>)> {
+        let content_type = self.header("content-type").unwrap_or_default();
+        assert!(content_type.starts_with("multipart/related"), "not multipart: {content_type}");
+        let boundary = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).unwrap().trim_matches('"').to_owned();
+        let delimiter = format!("--{boundary}").into_bytes();
+        let mut parts = Vec::new();
+        let positions: Vec<usize> = (0..self.body.len().saturating_sub(delimiter.len()) + 1).filter(|&i| self.body[i..].starts_with(&delimiter)).collect();
+        for pair in positions.windows(2) {
+            let part = &self.body[pair[0] + delimiter.len() + 2..pair[1] - 2];
+            let split = (0..part.len()).find(|&i| part[i..].starts_with(b"\r\n\r\n")).unwrap();
+            parts.push((String::from_utf8_lossy(&part[..split]).into_owned(), part[split + 4..].to_vec()));
+        }
+        assert!(self.body[*positions.last().unwrap()..].starts_with(format!("--{boundary}--").as_bytes()), "no closing delimiter");
+        parts
+    }
+}
+
+fn curl(url: &str, args: &[&str], scratch: &Path) -> Reply {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (body, headers) = (scratch.join(format!("curl-{n}.body")), scratch.join(format!("curl-{n}.headers")));
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&headers)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl ({e}): scripts/test.sh installs it"));
+    let status = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+    let reply = Reply { status, headers: std::fs::read_to_string(&headers).unwrap_or_default(), body: std::fs::read(&body).unwrap_or_default() };
+    let _ = (std::fs::remove_file(&body), std::fs::remove_file(&headers));
+    reply
+}
+
+fn python(args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/web.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs Python 3, pydicom, numpy and dicomweb-client"));
+    assert!(
+        output.status.success(),
+        "python3 web.py {} failed (scripts/test.sh installs pydicom, numpy and dicomweb-client):\n{}",
+        args.first().unwrap_or(&""),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("web.py {}: not JSON ({e})", args.first().unwrap_or(&"")))
+}
+
+/// One test object.
+#[derive(Clone, Debug)]
+struct Fixture {
+    path: PathBuf,
+    study: String,
+    series: String,
+    sop: String,
+    frames: u64,
+}
+
+/// The test objects, made once by pydicom.
+fn fixtures() -> &'static [Fixture] {
+    static FIXTURES: OnceLock<(tempfile::TempDir, Vec<Fixture>)> = OnceLock::new();
+    &FIXTURES
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let listing = python(&["fixtures", dir.path().to_str().unwrap()]);
+            let fixtures = listing
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| Fixture {
+                    path: PathBuf::from(f["path"].as_str().unwrap()),
+                    study: f["study"].as_str().unwrap().into(),
+                    series: f["series"].as_str().unwrap().into(),
+                    sop: f["sop"].as_str().unwrap().into(),
+                    frames: f["frames"].as_u64().unwrap(),
+                })
+                .collect();
+            (dir, fixtures)
+        })
+        .1
+}
+
+fn paths(fixtures: &[Fixture]) -> Vec<String> {
+    fixtures.iter().map(|f| f.path.to_str().unwrap().to_owned()).collect()
+}
+
+fn pydicom_test_file(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let out = Command::new("python3").args(["-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.__file__))"]).output().unwrap();
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    let path = if name.starts_with("chr") { dir.join("charset_files").join(name) } else { dir.join("test_files").join(name) };
+    assert!(path.is_file(), "pydicom test file {} is missing", path.display());
+    path
+}
+
+/// A `multipart/related; type="application/dicom"` body of `parts` (content type, bytes).
+fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (content_type, bytes) in parts {
+        out.extend_from_slice(format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// POSTs `body` (written to a file) to `path` with `content_type`.
+fn post(web: &Web, path: &str, content_type: &str, body: &[u8], extra: &[&str]) -> Reply {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let file = web.dir.path().join(format!("post-{}.bin", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::write(&file, body).unwrap();
+    let data = format!("@{}", file.display());
+    let header = format!("Content-Type: {content_type}");
+    let mut args = vec!["-X", "POST", "-H", &header, "--data-binary", &data];
+    args.extend_from_slice(extra);
+    web.curl(path, &args)
+}
+
+const DICOM_MULTIPART: &str = "multipart/related; type=\"application/dicom\"; boundary=XyZ";
+
+#[test]
+fn dicomweb_client_stores_searches_and_retrieves() {
+    let web = Web::start(WebConfig::default());
+    let fixtures = fixtures();
+    let mut args = vec!["store".to_owned(), web.url()];
+    args.extend(paths(fixtures));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stored = python(&args);
+    let referenced = stored["00081199"]["Value"].as_array().unwrap();
+    assert_eq!(referenced.len(), fixtures.len(), "{stored:#}");
+    assert!(stored.get("00081198").is_none(), "no failures expected: {stored:#}");
+    assert_eq!(web.instances(), fixtures.len() as u64);
+
+    let found = python(&["search", &web.url()]);
+    let studies: BTreeSet<&str> = fixtures.iter().map(|f| f.study.as_str()).collect();
+    let as_set = |v: &Value| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect::<BTreeSet<String>>();
+    let owned = |set: BTreeSet<&str>| set.into_iter().map(str::to_owned).collect::<BTreeSet<String>>();
+    assert_eq!(as_set(&found["studies"]), owned(studies.clone()));
+    let study_a = fixtures[0].study.clone();
+    let study_b = fixtures.iter().find(|f| f.frames > 1).unwrap().study.clone();
+    assert_eq!(as_set(&found["studies_doe"]), BTreeSet::from([study_a.clone()]));
+    assert_eq!(as_set(&found["studies_fuzzy"]), BTreeSet::from([study_b.clone()]), "fuzzymatching matches roe^jane with ROE*");
+    assert!(as_set(&found["studies_not_fuzzy"]).is_empty(), "without fuzzymatching names match case-sensitively");
+    assert_eq!(as_set(&found["studies_by_tag"]), BTreeSet::from([study_a.clone()]));
+    assert_eq!(found["studies_limit"], 2);
+    let count_of = |study: &str| fixtures.iter().filter(|f| f.study == study).count();
+    assert_eq!(found["study_counts"][&study_a], serde_json::json!([count_of(&study_a), ["CT", "MR"]]));
+    assert_eq!(found["study_counts"][&study_b], serde_json::json!([count_of(&study_b), ["OT", "XC"]]));
+    for study in &studies {
+        let series: BTreeSet<&str> = fixtures.iter().filter(|f| f.study == *study).map(|f| f.series.as_str()).collect();
+        assert_eq!(as_set(&found["series_of"][study]), owned(series), "series of {study}");
+        let instances: BTreeSet<&str> = fixtures.iter().filter(|f| f.study == *study).map(|f| f.sop.as_str()).collect();
+        assert_eq!(as_set(&found["study_instances"][study]), owned(instances), "instances of {study}");
+    }
+    for f in fixtures {
+        let instances: BTreeSet<&str> = fixtures.iter().filter(|g| g.series == f.series).map(|g| g.sop.as_str()).collect();
+        assert_eq!(as_set(&found["series_instances"][&f.series]), owned(instances), "instances of series {}", f.series);
+    }
+    assert_eq!(as_set(&found["all_series"]), owned(fixtures.iter().map(|f| f.series.as_str()).collect()));
+    assert_eq!(as_set(&found["series_ct"]), BTreeSet::from([fixtures[0].series.clone()]));
+    assert_eq!(as_set(&found["all_instances"]), owned(fixtures.iter().map(|f| f.sop.as_str()).collect()));
+    assert_eq!(found["name_c"], serde_json::json!({"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}));
+
+    let mut args = vec!["retrieve".to_owned(), web.url()];
+    args.extend(paths(fixtures));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = python(&args);
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["checked"]["instances"], fixtures.len());
+    assert_eq!(report["checked"]["studies"], studies.len());
+    assert!(report["checked"]["frames"].as_u64().unwrap() >= 8, "{report:#}");
+    assert!(report["checked"]["rendered"].as_u64().unwrap() >= 10, "{report:#}");
+}
+
+#[test]
+fn metadata_is_pydicom_to_json_dict() {
+    let web = Web::start(WebConfig::default());
+    let mut files: Vec<PathBuf> = fixtures().iter().map(|f| f.path.clone()).collect();
+    for name in [
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_bigendian.dcm",
+        "rtplan.dcm",
+        "JPEG2000.dcm",
+        "image_dfl.dcm",
+        "chrH31.dcm",
+        "chrX1.dcm",
+        "chrFrenMulti.dcm",
+    ] {
+        files.push(pydicom_test_file(name));
+    }
+    for f in &files {
+        web.ingest(f);
+    }
+    let mut args = vec!["metadata".to_owned(), web.url()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = python(&args);
+    let problems: BTreeMap<String, Value> =
+        report.as_object().unwrap().iter().filter(|(_, p)| p.as_array().is_some_and(|p| !p.is_empty())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert!(problems.is_empty(), "metadata differs from pydicom's to_json_dict: {problems:#?}");
+    assert_eq!(report.as_object().unwrap().len(), files.len());
+}
+
+#[test]
+fn stored_bytes_come_back_byte_for_byte() {
+    let web = Web::start(WebConfig::default());
+    let fixtures = fixtures();
+    let originals: Vec<Vec<u8>> = fixtures.iter().map(|f| std::fs::read(&f.path).unwrap()).collect();
+    let parts: Vec<(&str, &[u8])> = originals.iter().map(|b| ("application/dicom", b.as_slice())).collect();
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &parts), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type").as_deref(), Some("application/dicom+json"));
+    assert_eq!(reply.json()["00081199"]["Value"].as_array().unwrap().len(), fixtures.len());
+
+    // Whole studies, streamed back: the exact bytes.
+    let by_sop: BTreeMap<&str, &Vec<u8>> = fixtures.iter().zip(&originals).map(|(f, b)| (f.sop.as_str(), b)).collect();
+    let studies: BTreeSet<&str> = fixtures.iter().map(|f| f.study.as_str()).collect();
+    let mut seen = 0;
+    for study in studies {
+        let reply = web.curl(&format!("/studies/{study}"), &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*"]);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        for (_, content) in reply.parts() {
+            assert!(by_sop.values().any(|b| **b == content), "a part of study {study} is not one of the stored files");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, fixtures.len());
+
+    // Frames, each read alone: the bytes pydicom finds in Pixel Data.
+    let multi = fixtures.iter().find(|f| f.frames > 1).unwrap();
+    let expected = python(&["frames", multi.path.to_str().unwrap()]);
+    let url = format!("/studies/{}/series/{}/instances/{}/frames/3,1", multi.study, multi.series, multi.sop);
+    let reply = web.curl(&url, &["-H", "Accept: multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.1"]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let hashes: Vec<String> = reply.parts().iter().map(|(_, c)| sha256(c)).collect();
+    assert_eq!(hashes, vec![expected[2].as_str().unwrap().to_owned(), expected[0].as_str().unwrap().to_owned()]);
+
+    // Bulk data of Pixel Data: the whole value.
+    let url = format!("/studies/{}/series/{}/instances/{}/bulkdata/7FE00010", multi.study, multi.series, multi.sop);
+    let reply = web.curl(&url, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let parts = reply.parts();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].1.len() as u64, 4 * 5 * 6);
+
+    // WADO-URI: the object itself.
+    let f = &fixtures[0];
+    let uri = format!("/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}&contentType=application%2Fdicom", f.study, f.series, f.sop);
+    let reply = web.curl(&uri, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.body, originals[0]);
+    let uri = format!("/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}", f.study, f.series, f.sop);
+    let reply = web.curl(&uri, &[]);
+    assert_eq!((reply.status, reply.header("content-type").as_deref()), (200, Some("image/jpeg")), "WADO-URI renders JPEG by default");
+    assert_eq!(&reply.body[..2], &[0xFF, 0xD8]);
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut child| {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(bytes)?;
+        child.wait_with_output()
+    });
+    String::from_utf8_lossy(&out.unwrap().stdout).split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn stow_bad_input_is_refused_whole_and_the_server_keeps_serving() {
+    let web = Web::start(WebConfig { max_body: 64 * 1024, ..WebConfig::default() });
+    let good = std::fs::read(&fixtures()[0].path).unwrap();
+    let other = std::fs::read(&fixtures()[1].path).unwrap();
+    let body = multipart("XyZ", &[("application/dicom", &good), ("application/dicom", &other)]);
+
+    // No boundary.
+    let reply = post(&web, "/studies", "multipart/related; type=\"application/dicom\"", &body, &[]);
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("boundary"), "{}", reply.text());
+    // Truncated body: the first part is complete, the second is cut; nothing is stored.
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &body[..good.len() + 200], &[]);
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("multipart"), "{}", reply.text());
+    // A part that is not application/dicom.
+    let mixed = multipart("XyZ", &[("application/dicom", &good), ("application/json", b"{}")]);
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &mixed, &[]);
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    assert!(reply.text().contains("part 2"), "{}", reply.text());
+    // A request type we do not take, and a body that is not multipart at all.
+    let reply = post(&web, "/studies", "multipart/related; type=\"application/dicom+json\"; boundary=XyZ", &body, &[]);
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    let reply = post(&web, "/studies", "text/plain", b"hello", &[]);
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    // Larger than the limit: declared, and streamed without a length.
+    let big = vec![0u8; 100 * 1024];
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &good), ("application/dicom", &big)]), &[]);
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    let reply = post(
+        &web,
+        "/studies",
+        DICOM_MULTIPART,
+        &multipart("XyZ", &[("application/dicom", &good), ("application/dicom", &big)]),
+        &["-H", "Transfer-Encoding: chunked"],
+    );
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    // An Accept we cannot answer.
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &body, &["-H", "Accept: application/dicom+xml"]);
+    assert_eq!(reply.status, 406, "{}", reply.text());
+    assert_eq!(web.instances(), 0, "nothing of a refused request is stored");
+    web.assert_healthy();
+
+    // A non-DICOM part alone: 409 with the reason; with a good one: 202, the good one stored.
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", b"not dicom at all")]), &[]);
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    let failed = &reply.json()["00081198"]["Value"][0];
+    assert_eq!(failed["00081197"]["Value"][0], 0xC000, "{failed:#}");
+    assert!(failed["00000902"]["Value"][0].as_str().unwrap().to_lowercase().contains("dicom"), "{failed:#}");
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &good), ("application/dicom", b"not dicom")]), &[]);
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["00081199"]["Value"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["00081198"]["Value"].as_array().unwrap().len(), 1);
+    assert_eq!(web.instances(), 1);
+    // An instance of another study than the request's fails; a single application/dicom body is taken.
+    let reply = post(&web, "/studies/1.2.3.4", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &other)]), &[]);
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert_eq!(reply.json()["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA900);
+    let reply = post(&web, &format!("/studies/{}", fixtures()[1].study), "application/dicom", &other, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(web.instances(), 2);
+    web.assert_healthy();
+}
+
+#[test]
+fn retrieve_and_search_bad_input() {
+    let web = Web::start(WebConfig::default());
+    let f = &fixtures()[0];
+    web.ingest(&f.path);
+    let compressed = pydicom_test_file("JPEG2000.dcm");
+    web.ingest(&compressed);
+    let j2k = python(&["uids", compressed.to_str().unwrap()])[0].clone();
+    let j2k_instance =
+        format!("/studies/{}/series/{}/instances/{}", j2k["study"].as_str().unwrap(), j2k["series"].as_str().unwrap(), j2k["sop"].as_str().unwrap());
+    let instance = format!("/studies/{}/series/{}/instances/{}", f.study, f.series, f.sop);
+    let check = |path: &str, args: &[&str], status: u16, needle: &str| {
+        let reply = web.curl(path, args);
+        assert_eq!(reply.status, status, "{path}: {}", reply.text());
+        assert!(reply.text().contains(needle), "{path}: {:?} should mention {needle:?}", reply.text());
+    };
+    // Unknown UIDs.
+    check("/studies/1.2.3.999", &[], 404, "1.2.3.999");
+    check(&format!("/studies/{}/series/1.2.3.999", f.study), &[], 404, "1.2.3.999");
+    check(&format!("/studies/{}/series/{}/instances/1.2.3.999/metadata", f.study, f.series), &[], 404, "1.2.3.999");
+    check(&format!("/studies/1.2.3.999/series/{}/instances/{}", f.series, f.sop), &[], 404, "1.2.3.999");
+    check("/studies/1.2.x.3", &[], 400, "StudyInstanceUID");
+    // Invalid parameters and tags name the parameter.
+    check("/studies?limit=ten", &[], 400, "limit");
+    check("/studies?offset=-1", &[], 400, "offset");
+    check("/studies?fuzzymatching=yes", &[], 400, "fuzzymatching");
+    check("/studies?includefield=NotAnAttribute", &[], 400, "includefield");
+    check("/studies?0010001=x", &[], 400, "0010001");
+    check("/studies?NotAnAttribute=x", &[], 400, "NotAnAttribute");
+    check("/studies?StudyDate=2024", &[], 400, "StudyDate");
+    check("/studies?Modality=CT", &[], 400, "Modality");
+    check(&format!("{instance}/frames/0"), &[], 400, "frame");
+    check(&format!("{instance}/frames/1,x"), &[], 400, "frame");
+    check(&format!("{instance}/frames/2"), &[], 404, "frame 2");
+    check(&format!("{instance}/bulkdata/zz"), &[], 400, "bulk data path");
+    check("/wado?studyUID=1", &[], 400, "requestType");
+    check(&format!("/wado?requestType=WADO&studyUID={}&seriesUID={}", f.study, f.series), &[], 400, "objectUID");
+    check(&format!("{instance}/rendered?window=40"), &[], 400, "window");
+    // Unsupported Accept.
+    check("/studies", &["-H", "Accept: application/dicom+xml"], 406, "application/dicom+json");
+    check(&format!("{instance}/metadata"), &["-H", "Accept: application/dicom+xml"], 406, "json");
+    check(&instance, &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50"], 406, "transcoding");
+    check(&format!("{instance}/rendered"), &["-H", "Accept: image/gif"], 406, "image/jpeg");
+    check(&format!("{j2k_instance}/frames/1"), &["-H", "Accept: multipart/related; type=\"application/octet-stream\""], 406, "image/jp2");
+    // Compressed objects are not rendered yet: a clear answer.
+    check(&format!("{j2k_instance}/rendered"), &[], 501, "transfer syntax 1.2.840.10008.1.2.4.9");
+    // Their frames come as they are stored.
+    let reply = web.curl(&format!("{j2k_instance}/frames/1"), &["-H", "Accept: multipart/related; type=\"image/jp2\""]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.parts()[0].0.contains("image/jp2"));
+    check("/no/such/path", &[], 404, "");
+    web.assert_healthy();
+}
+
+#[test]
+fn qido_paging_warns_when_results_are_cut() {
+    let web = Web::start(WebConfig { max_results: 4, ..WebConfig::default() });
+    for f in fixtures() {
+        web.ingest(&f.path);
+    }
+    let all = fixtures().len();
+    let reply = web.curl("/instances", &[]);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json().as_array().unwrap().len(), 4);
+    let warning = reply.header("warning").expect("a Warning header when the server cuts the results");
+    assert!(warning.starts_with("299 "), "{warning}");
+    let mut seen = BTreeSet::new();
+    for offset in (0..all).step_by(2) {
+        let reply = web.curl(&format!("/instances?limit=2&offset={offset}"), &[]);
+        let rows = reply.json();
+        assert_eq!(reply.header("warning").is_some(), offset + 2 < all, "offset {offset}");
+        for row in rows.as_array().unwrap() {
+            seen.insert(row["00080018"]["Value"][0].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, fixtures().iter().map(|f| f.sop.clone()).collect::<BTreeSet<_>>());
+    let reply = web.curl("/studies?includefield=all&PatientID=PID-A", &[]);
+    let rows = reply.json();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["00201206"], serde_json::json!({"vr": "IS", "Value": [2]}), "{rows:#}");
+    assert_eq!(rows[0]["00100010"]["Value"][0]["Alphabetic"], "Doe^John^^Dr");
+    assert!(rows[0]["00081190"]["Value"][0].as_str().unwrap().ends_with(&format!("/dicom-web/studies/{}", fixtures()[0].study)));
+}
+
+#[test]
+fn cors_health_and_thumbnails() {
+    let web = Web::start(WebConfig { cors_origins: vec!["https://viewer.example".into()], ..WebConfig::default() });
+    let f = fixtures().iter().find(|f| f.frames > 1).unwrap();
+    web.ingest(&f.path);
+    let reply = web.curl("/health", &["-H", "Origin: https://viewer.example"]);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "ok\n");
+    assert_eq!(reply.header("access-control-allow-origin").as_deref(), Some("https://viewer.example"));
+    let reply = web.curl("/studies", &["-X", "OPTIONS", "-H", "Origin: https://viewer.example", "-H", "Access-Control-Request-Method: GET"]);
+    assert!(reply.status == 200 || reply.status == 204, "preflight: {}", reply.status);
+    assert!(reply.header("access-control-allow-methods").is_some_and(|m| m.contains("GET")));
+    let reply = web.curl("/health", &["-H", "Origin: https://other.example"]);
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+
+    for (path, args) in [
+        (format!("/studies/{}/thumbnail", f.study), vec!["-H", "Accept: image/png"]),
+        (format!("/studies/{}/series/{}/thumbnail?viewport=3,2", f.study, f.series), vec!["-H", "Accept: image/png"]),
+        (format!("/studies/{}/series/{}/instances/{}/frames/2/rendered", f.study, f.series, f.sop), vec!["-H", "Accept: image/png"]),
+    ] {
+        let reply = web.curl(&path, &args);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert_eq!(&reply.body[1..4], b"PNG", "{path}");
+        // Width and height of the IHDR chunk.
+        let (w, h) = (u32::from_be_bytes(reply.body[16..20].try_into().unwrap()), u32::from_be_bytes(reply.body[20..24].try_into().unwrap()));
+        if path.contains("viewport") {
+            assert_eq!((w, h), (2, 2), "{path}: fits 3x2 keeping 6:5");
+        } else {
+            assert_eq!((w, h), (6, 5), "{path}");
+        }
+    }
+    let reply = web.curl(&format!("/studies/{}/rendered", f.study), &[]);
+    assert_eq!(reply.status, 501, "{}", reply.text());
+}

@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""The Python side of the DICOMweb tests: fixtures made with pydicom, and the dicomweb-client
+package driving the server, with pydicom reading the same files as the reference. Prints JSON.
+
+  web.py fixtures OUT              writes the test objects into OUT; lists them
+  web.py store URL FILE...         STOW-RS with dicomweb-client; the response data set
+  web.py search URL                QIDO-RS at every level with dicomweb-client; the results
+  web.py retrieve URL FILE...      WADO-RS with dicomweb-client, checked against pydicom
+  web.py metadata URL FILE...      /metadata against pydicom's Dataset.to_json_dict
+  web.py frames FILE               the native frames of FILE as hexadecimal SHA-256s
+  web.py uids FILE...              the study, series and SOP instance UIDs of each file
+"""
+
+import base64
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import warnings
+
+import numpy
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+warnings.simplefilter("ignore")
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+SC = "1.2.840.10008.5.1.4.1.1.7"
+ROOT = "1.2.826.0.1.3680043.10.543.9"
+
+
+def make(path, ts, sop_class, study, series, sop, patient, **attrs):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ts
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.PatientID, ds.PatientName = patient
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def fixtures(out):
+    os.makedirs(out, exist_ok=True)
+    study_a, study_b, study_c = f"{ROOT}.1", f"{ROOT}.2", f"{ROOT}.3"
+    files = []
+    # Study A, series 1: three CT slices, 16-bit signed, rescaled, windowed, with sequences.
+    rng = numpy.random.default_rng(7)
+    for i in range(1, 4):
+        pixels = (rng.integers(-1024, 2000, size=(8, 10))).astype(numpy.int16)
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = CT
+        ref.ReferencedSOPInstanceUID = f"{ROOT}.1.1.{i + 10}"
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "T-D3000", "SRT", "Chest"
+        ref.PurposeOfReferenceCodeSequence = Sequence([code])
+        files.append(
+            make(
+                f"{out}/a1_{i}.dcm", ExplicitVRLittleEndian, CT, study_a, f"{ROOT}.1.1", f"{ROOT}.1.1.{i}", ("PID-A", "Doe^John^^Dr"),
+                StudyDate="20240115", StudyTime="103000", AccessionNumber="ACC-A", StudyDescription="Chest CT",
+                Modality="CT", SeriesNumber=1, InstanceNumber=i, SliceThickness="1.25", PixelSpacing=["0.5", "0.5"],
+                ImagePositionPatient=["0", "-12.5", str(i * 1.25)], ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
+                WindowCenter="40", WindowWidth="400", RescaleSlope="1", RescaleIntercept="-1024",
+                ReferencedImageSequence=Sequence([ref]), FrameIncrementPointer=0x00181063,
+                OtherPatientNames=["Doe^J", "", "Roe^Jo"], PatientWeight=72.5,
+                SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", Rows=8, Columns=10,
+                BitsAllocated=16, BitsStored=16, HighBit=15, PixelRepresentation=1, PixelData=pixels.tobytes(),
+            )
+        )
+    # Study A, series 2: one MR image, implicit VR, 8-bit MONOCHROME1.
+    pixels = numpy.arange(6 * 4, dtype=numpy.uint8).reshape(6, 4) * 10
+    files.append(
+        make(
+            f"{out}/a2_1.dcm", ImplicitVRLittleEndian, MR, study_a, f"{ROOT}.1.2", f"{ROOT}.1.2.1", ("PID-A", "Doe^John^^Dr"),
+            StudyDate="20240115", StudyTime="103000", AccessionNumber="ACC-A", StudyDescription="Chest CT",
+            Modality="MR", SeriesNumber=2, InstanceNumber=1, EchoTime="12.5",
+            SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME1", Rows=6, Columns=4,
+            BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=pixels.tobytes(),
+        )
+    )
+    # Study B: a multi-frame object (4 frames) and an RGB one.
+    frames = numpy.arange(4 * 5 * 6, dtype=numpy.uint8).reshape(4, 5, 6)
+    files.append(
+        make(
+            f"{out}/b1_1.dcm", ExplicitVRLittleEndian, SC, study_b, f"{ROOT}.2.1", f"{ROOT}.2.1.1", ("PID-B", "roe^jane"),
+            StudyDate="20231201", Modality="OT", SeriesNumber=1, InstanceNumber=1, NumberOfFrames=4,
+            SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", Rows=5, Columns=6,
+            BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=frames.tobytes(),
+        )
+    )
+    rgb = numpy.arange(3 * 4 * 3, dtype=numpy.uint8).reshape(3, 4, 3) * 7
+    files.append(
+        make(
+            f"{out}/b2_1.dcm", ExplicitVRLittleEndian, SC, study_b, f"{ROOT}.2.2", f"{ROOT}.2.2.1", ("PID-B", "roe^jane"),
+            StudyDate="20231201", Modality="XC", SeriesNumber=2, InstanceNumber=1,
+            SamplesPerPixel=3, PhotometricInterpretation="RGB", PlanarConfiguration=0, Rows=3, Columns=4,
+            BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=rgb.tobytes(),
+        )
+    )
+    # Study C: names in three component groups, UTF-8.
+    files.append(
+        make(
+            f"{out}/c1_1.dcm", ExplicitVRLittleEndian, SC, study_c, f"{ROOT}.3.1", f"{ROOT}.3.1.1", ("PID-C", "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+            SpecificCharacterSet="ISO_IR 192", StudyDate="20220301", Modality="OT", SeriesNumber=1, InstanceNumber=1,
+            InstitutionName="Städtisches Klinikum", StudyDescription="",
+        )
+    )
+    listing = []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        listing.append(
+            {
+                "path": path,
+                "study": ds.StudyInstanceUID,
+                "series": ds.SeriesInstanceUID,
+                "sop": ds.SOPInstanceUID,
+                "frames": int(ds.get("NumberOfFrames", 1) or 1),
+                "modality": ds.Modality,
+            }
+        )
+    return listing
+
+
+def client(url):
+    from dicomweb_client.api import DICOMwebClient
+
+    return DICOMwebClient(url=url)
+
+
+def uids(results, keyword):
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    key = f"{tag:08X}"
+    return sorted(r[key]["Value"][0] for r in results if "Value" in r.get(key, {}))
+
+
+def search(url):
+    c = client(url)
+    out = {}
+    out["studies"] = uids(c.search_for_studies(), "StudyInstanceUID")
+    out["studies_doe"] = uids(c.search_for_studies(search_filters={"PatientName": "Doe*"}), "StudyInstanceUID")
+    out["studies_fuzzy"] = uids(c.search_for_studies(search_filters={"PatientName": "ROE*"}, fuzzymatching=True), "StudyInstanceUID")
+    out["studies_not_fuzzy"] = uids(c.search_for_studies(search_filters={"PatientName": "ROE*"}), "StudyInstanceUID")
+    out["studies_by_tag"] = uids(c.search_for_studies(search_filters={"00080020": "20240101-20241231"}), "StudyInstanceUID")
+    out["studies_limit"] = len(c.search_for_studies(limit=2))
+    studies = c.search_for_studies(fields=["NumberOfStudyRelatedInstances", "ModalitiesInStudy"])
+    out["study_counts"] = {
+        r["0020000D"]["Value"][0]: [r["00201208"]["Value"][0], sorted(r["00080061"].get("Value", []))] for r in studies
+    }
+    out["series_of"] = {s: uids(c.search_for_series(study_instance_uid=s), "SeriesInstanceUID") for s in out["studies"]}
+    out["all_series"] = uids(c.search_for_series(), "SeriesInstanceUID")
+    out["series_ct"] = uids(c.search_for_series(search_filters={"Modality": "CT"}), "SeriesInstanceUID")
+    out["all_instances"] = uids(c.search_for_instances(), "SOPInstanceUID")
+    out["study_instances"] = {s: uids(c.search_for_instances(study_instance_uid=s), "SOPInstanceUID") for s in out["studies"]}
+    out["series_instances"] = {
+        se: uids(c.search_for_instances(study_instance_uid=st, series_instance_uid=se), "SOPInstanceUID")
+        for st, series in out["series_of"].items()
+        for se in series
+    }
+    names = c.search_for_studies(search_filters={"StudyInstanceUID": f"{ROOT}.3"})
+    out["name_c"] = names[0]["00100010"]["Value"][0] if names else None
+    return out
+
+
+def store(url, files):
+    c = client(url)
+    response = c.store_instances(datasets=[pydicom.dcmread(f) for f in files])
+    return response.to_json_dict()
+
+
+def expected_frames(path):
+    ds = pydicom.dcmread(path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    size = len(ds.PixelData) // frames
+    return [ds.PixelData[i * size : (i + 1) * size] for i in range(frames)]
+
+
+def window(ds, center, width):
+    """The linear VOI function of PS3.3 C.11.2.1.2.1 applied to the first frame, to 8 bits."""
+    arr = ds.pixel_array.astype(numpy.float64)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[0]
+    arr = arr * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    lo = center - 0.5 - (width - 1) / 2
+    hi = center - 0.5 + (width - 1) / 2
+    out = numpy.where(arr <= lo, 0.0, numpy.where(arr > hi, 255.0, ((arr - (center - 0.5)) / (width - 1) + 0.5) * 255))
+    out = numpy.clip(numpy.round(out), 0, 255).astype(numpy.uint8)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def retrieve(url, files):
+    from PIL import Image
+
+    c = client(url)
+    problems = []
+    checked = {"instances": 0, "series": 0, "studies": 0, "metadata": 0, "frames": 0, "rendered": 0}
+    originals = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        originals[ds.SOPInstanceUID] = ds
+    by_series, by_study = {}, {}
+    for sop, ds in originals.items():
+        by_series.setdefault((ds.StudyInstanceUID, ds.SeriesInstanceUID), set()).add(sop)
+        by_study.setdefault(ds.StudyInstanceUID, set()).add(sop)
+    for sop, ds in originals.items():
+        got = c.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop)
+        if got != ds or got.file_meta.TransferSyntaxUID != ds.file_meta.TransferSyntaxUID:
+            problems.append(f"instance {sop} differs from the stored file")
+        checked["instances"] += 1
+        meta = c.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop)
+        if meta.get("00080018", {}).get("Value") != [sop]:
+            problems.append(f"metadata of {sop} has SOPInstanceUID {meta.get('00080018')}")
+        pixel = meta.get("7FE00010")
+        if "PixelData" in ds and (pixel is None or "BulkDataURI" not in pixel):
+            problems.append(f"metadata of {sop} has no BulkDataURI for Pixel Data: {pixel}")
+        checked["metadata"] += 1
+        if "PixelData" in ds:
+            expected = expected_frames(ds.filename)
+            numbers = list(range(1, len(expected) + 1))[::-1]
+            got_frames = c.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop, frame_numbers=numbers)
+            if list(got_frames) != [expected[n - 1] for n in numbers]:
+                problems.append(f"frames {numbers} of {sop} differ")
+            checked["frames"] += len(numbers)
+            if ds.SamplesPerPixel == 1:
+                center, width = float(ds.get("WindowCenter", 100)), float(ds.get("WindowWidth", 200))
+                png = c.retrieve_instance_rendered(
+                    ds.StudyInstanceUID, ds.SeriesInstanceUID, sop, media_types=("image/png",), params={"window": f"{center},{width},linear"}
+                )
+                image = numpy.asarray(Image.open(io.BytesIO(png)))
+                if not numpy.array_equal(image, window(ds, center, width)):
+                    problems.append(f"rendered PNG of {sop} differs from the windowed pixels")
+            else:
+                png = c.retrieve_instance_rendered(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop, media_types=("image/png",))
+                image = numpy.asarray(Image.open(io.BytesIO(png)))
+                if not numpy.array_equal(image, ds.pixel_array):
+                    problems.append(f"rendered PNG of RGB {sop} differs from the pixels")
+            jpeg = c.retrieve_instance_rendered(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop, media_types=("image/jpeg",))
+            image = Image.open(io.BytesIO(jpeg))
+            if image.format != "JPEG" or image.size != (ds.Columns, ds.Rows):
+                problems.append(f"rendered JPEG of {sop} is {image.format} {image.size}")
+            checked["rendered"] += 2
+    for (study, series), sops in by_series.items():
+        got = {d.SOPInstanceUID: d for d in c.retrieve_series(study, series)}
+        if set(got) != sops or any(got[s] != originals[s] for s in sops):
+            problems.append(f"series {series}: got {sorted(got)}, expected {sorted(sops)}")
+        checked["series"] += 1
+    for study, sops in by_study.items():
+        got = {d.SOPInstanceUID: d for d in c.retrieve_study(study)}
+        if set(got) != sops or any(got[s] != originals[s] for s in sops):
+            problems.append(f"study {study}: got {sorted(got)}, expected {sorted(sops)}")
+        meta = c.retrieve_study_metadata(study)
+        if sorted(m["00080018"]["Value"][0] for m in meta) != sorted(sops):
+            problems.append(f"study metadata of {study} lists other instances")
+        checked["studies"] += 1
+    return {"problems": problems, "checked": checked}
+
+
+def norm_value(vr, v):
+    if v is None or v == "":
+        return None
+    if vr == "PN" and isinstance(v, dict):
+        v = {k: g for k, g in v.items() if g != "" or k == "Alphabetic"}
+        return None if v == {"Alphabetic": ""} else v
+    return v
+
+
+def same_number(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b)))
+    return a == b
+
+
+def compare(ours, theirs, path, problems):
+    for tag in sorted(set(ours) | set(theirs)):
+        where = f"{path}{tag}"
+        a, b = ours.get(tag), theirs.get(tag)
+        private = int(tag[:4], 16) % 2 == 1
+        if b is None and tag == "FFFCFFFC":
+            # pydicom drops Data Set Trailing Padding of implicit VR files (it keeps it in
+            # explicit VR ones): we send it in both.
+            continue
+        if a is None or b is None:
+            problems.append(f"{where}: only in {'ours' if b is None else 'pydicom'}: {a or b}")
+            continue
+        if "BulkDataURI" in a:
+            if "InlineBinary" not in b and "Value" not in b:
+                problems.append(f"{where}: BulkDataURI where pydicom has {b}")
+            continue
+        if a["vr"] != b["vr"]:
+            if private and a["vr"] == "UN":
+                continue
+            problems.append(f"{where}: VR {a['vr']} != pydicom {b['vr']}")
+            continue
+        if a["vr"] == "SQ":
+            items_a, items_b = a.get("Value", []), b.get("Value", [])
+            if len(items_a) != len(items_b):
+                problems.append(f"{where}: {len(items_a)} items != pydicom {len(items_b)}")
+                continue
+            for i, (x, y) in enumerate(zip(items_a, items_b)):
+                compare(x, y, f"{where}/{i}/", problems)
+            continue
+        if "InlineBinary" in a or "InlineBinary" in b:
+            if base64.b64decode(a.get("InlineBinary", "")) != base64.b64decode(b.get("InlineBinary", "")):
+                problems.append(f"{where}: InlineBinary differs")
+            continue
+        va = [norm_value(a["vr"], v) for v in a.get("Value", [])]
+        vb = [norm_value(b["vr"], v) for v in b.get("Value", [])]
+        if len(va) != len(vb) or not all(same_number(x, y) for x, y in zip(va, vb)):
+            problems.append(f"{where} ({a['vr']}): {va} != pydicom {vb}")
+
+
+def reference_json(ds):
+    """pydicom's to_json_dict; PN values with an empty item (which pydicom 3.0 cannot encode)
+    are written by hand the way it writes the others."""
+    theirs = ds.to_json_dict(suppress_invalid_tags=True)
+    for elem in ds:
+        key = f"{elem.tag:08X}"
+        if key in theirs or elem.VR != "PN":
+            continue
+        values = elem.value if elem.VM > 1 else [elem.value]
+        theirs[key] = {"vr": "PN", "Value": [dict(zip(("Alphabetic", "Ideographic", "Phonetic"), str(v).split("="))) if str(v) else None for v in values]}
+    return theirs
+
+
+def metadata(url, files):
+    c = client(url)
+    report = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ours = c.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        theirs = reference_json(ds)
+        problems = []
+        compare(ours, theirs, "", problems)
+        report[os.path.basename(f)] = problems
+    return report
+
+
+def main():
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "fixtures":
+        result = fixtures(args[0])
+    elif command == "store":
+        result = store(args[0], args[1:])
+    elif command == "search":
+        result = search(args[0])
+    elif command == "retrieve":
+        result = retrieve(args[0], args[1:])
+    elif command == "metadata":
+        result = metadata(args[0], args[1:])
+    elif command == "frames":
+        result = [hashlib.sha256(f).hexdigest() for f in expected_frames(args[0])]
+    elif command == "uids":
+        result = []
+        for f in args:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            result.append({"path": f, "study": ds.StudyInstanceUID, "series": ds.SeriesInstanceUID, "sop": ds.SOPInstanceUID})
+    else:
+        raise SystemExit(f"unknown command {command}")
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
