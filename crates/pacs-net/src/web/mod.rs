@@ -224,6 +224,21 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 }
 
 /// A DICOMweb server bound to a socket, serving an [`Archive`].
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use pacs_net::web::{WebConfig, WebServer};
+/// use pacs_store::{Archive, ArchiveConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let archive = Arc::new(Archive::open("/var/lib/pacs".as_ref(), ArchiveConfig::default())?);
+/// let config = WebConfig { base_path: "/dicom-web".into(), cors_origins: vec!["*".into()], ..WebConfig::default() };
+/// let server = WebServer::bind("127.0.0.1:8042".parse()?, archive, config).await?;
+/// println!("DICOMweb on http://{}/dicom-web", server.local_addr()?);
+/// server.serve(std::future::pending()).await?; // or a shutdown signal
+/// # Ok(())
+/// # }
+/// ```
 pub struct WebServer {
     listener: TcpListener,
     app: Router,
