@@ -3,8 +3,8 @@
 #
 # On a fresh Debian or Ubuntu machine (as root, or as a user with sudo) it first installs what the
 # tests need and is missing: DCMTK, curl, Python 3 with pip, and the Python packages pydicom and
-# numpy (the independent reference of the integration tests) and dicomweb-client (the DICOMweb
-# client the tests drive the server with). Then it runs
+# numpy (the independent reference of the integration tests), pynetdicom (a DICOM peer) and
+# dicomweb-client (the DICOMweb client the tests drive the server with). Then it runs
 #   cargo test --workspace --all-targets
 #   cargo test --workspace --doc
 # (every test binary, even after a failure) and exits non-zero if anything fails. It works from
@@ -28,7 +28,7 @@ as_root() {
 }
 
 python_ready() {
-    python3 -c 'import pydicom, numpy, dicomweb_client; assert int(pydicom.__version__.split(".")[0]) >= 3' >/dev/null 2>&1
+    python3 -c 'import pydicom, numpy, pynetdicom, dicomweb_client; assert int(pydicom.__version__.split(".")[0]) >= 3' >/dev/null 2>&1
 }
 
 # 1. System packages, only when something is missing.
@@ -50,12 +50,12 @@ else
     say "system packages present (dcmtk, curl, python3)"
 fi
 
-# 2. Python packages, only when pydicom (3.x), numpy or dicomweb-client cannot be imported.
+# 2. Python packages, only when pydicom (3.x), numpy, pynetdicom or dicomweb-client cannot be imported.
 if python_ready; then
-    say "python packages present: $(python3 -c 'import pydicom, numpy, dicomweb_client; print("pydicom", pydicom.__version__, "numpy", numpy.__version__, "dicomweb-client", dicomweb_client.__version__)')"
+    say "python packages present: $(python3 -c 'import pydicom, numpy, pynetdicom, dicomweb_client; print("pydicom", pydicom.__version__, "numpy", numpy.__version__, "pynetdicom", pynetdicom.__version__, "dicomweb-client", dicomweb_client.__version__)')"
 else
-    say "installing pydicom, numpy and dicomweb-client with pip"
-    pip_install=(python3 -m pip install --upgrade 'pydicom>=3' numpy dicomweb-client)
+    say "installing pydicom, numpy, pynetdicom and dicomweb-client with pip"
+    pip_install=(python3 -m pip install --upgrade 'pydicom>=3' numpy pynetdicom dicomweb-client)
     if ! output=$("${pip_install[@]}" 2>&1); then
         printf '%s\n' "$output"
         if grep -q 'externally-managed-environment' <<<"$output"; then
@@ -68,7 +68,7 @@ else
     else
         printf '%s\n' "$output"
     fi
-    python_ready || { echo "test.sh: pydicom 3, numpy and dicomweb-client still cannot be imported" >&2; exit 1; }
+    python_ready || { echo "test.sh: pydicom 3, numpy, pynetdicom and dicomweb-client still cannot be imported" >&2; exit 1; }
 fi
 
 # 3. The tests.

@@ -3,54 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
-
-/// A running `pacs serve`, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(pacs: &Pacs, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--port", "0", "--ae-title", "PACS"];
-        args.extend_from_slice(extra);
-        let mut child = pacs.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start pacs serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-        let port = line.split_whitespace().find_map(|w| w.rsplit_once(':').and_then(|(_, p)| p.parse().ok())).unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-
-    /// Runs a DCMTK tool as `tool OPTIONS 127.0.0.1 PORT OPERANDS`.
-    fn dcmtk(&self, tool: &str, options: &[&str], operands: &[&str]) -> std::process::Output {
-        let port = self.port.to_string();
-        Command::new(format!("/usr/bin/{tool}"))
-            .args(options)
-            .args(["127.0.0.1", &port])
-            .args(operands)
-            .env("TCP_NODELAY", "1")
-            .output()
-            .unwrap_or_else(|e| panic!("run /usr/bin/{tool}: {e}"))
-    }
-
-    fn echo(&self, called: &str) -> bool {
-        self.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", called], &[]).status.success()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Writes `count` small objects under `dir`; returns (path, SOP Instance UID) pairs.
 fn corpus(dir: &Path, count: usize) -> Vec<(String, String)> {
@@ -258,11 +216,6 @@ fn find_with_dcmtk() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("Final Find Response (Error: DataSetDoesNotMatchSOPClass)"), "expected status A900: {said}");
     assert!(server.echo("PACS"));
-}
-
-/// A free TCP port on loopback (bound then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[test]

@@ -7,8 +7,9 @@
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -268,4 +269,71 @@ pub fn text<'a>(value: &'a Value, key: &str) -> &'a str {
 /// A count field of an import report or stats.
 pub fn count(value: &Value, key: &str) -> u64 {
     value.get(key).and_then(Value::as_u64).unwrap_or_else(|| panic!("no count {key:?} in {value:#}"))
+}
+
+/// A running `pacs serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The DICOM port it listens on.
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(pacs: &Pacs, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--port", "0", "--ae-title", "PACS"];
+        args.extend_from_slice(extra);
+        let mut child = pacs.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start pacs serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let port = line.split_whitespace().find_map(|w| w.rsplit_once(':').and_then(|(_, p)| p.parse().ok())).unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+
+    /// Runs a DCMTK tool as `tool OPTIONS 127.0.0.1 PORT OPERANDS`.
+    pub fn dcmtk(&self, tool: &str, options: &[&str], operands: &[&str]) -> std::process::Output {
+        let port = self.port.to_string();
+        Command::new(format!("/usr/bin/{tool}"))
+            .args(options)
+            .args(["127.0.0.1", &port])
+            .args(operands)
+            .env("TCP_NODELAY", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("run /usr/bin/{tool}: {e}"))
+    }
+
+    pub fn echo(&self, called: &str) -> bool {
+        self.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", called], &[]).status.success()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The data set bytes of a Part 10 file: what travels in a C-STORE, after the File Meta
+/// Information (which each receiver writes anew).
+pub fn data_set_bytes(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let offset = pacs_core::scan::data_set_offset(&bytes).unwrap_or_else(|| panic!("{} has no File Meta Information", path.display()));
+    bytes[offset as usize..].to_vec()
+}
+
+/// Waits (bounded, 10 s) until something listens on `port` of 127.0.0.1.
+pub fn wait_for_port(port: u16) -> bool {
+    (0..200).any(|_| {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    })
 }

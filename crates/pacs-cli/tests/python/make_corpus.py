@@ -73,6 +73,7 @@ def main():
                 "SOPInstanceUID": str(ds.SOPInstanceUID),
                 "StudyInstanceUID": str(ds.StudyInstanceUID),
                 "SeriesInstanceUID": str(ds.SeriesInstanceUID),
+                "PatientID": ds.PatientID,
             }
         )
     json.dump({"files": files}, sys.stdout)

@@ -546,42 +546,72 @@ pub struct FindOutcome {
 /// each match as it arrives. With `query.limit` set, a C-CANCEL is sent once that many matches
 /// have arrived. `query.offset` is applied here, by skipping matches.
 pub async fn find(config: &ClientConfig, node: &Node, model: Model, query: &Query, on_match: &mut (dyn FnMut(QueryRow) + Send)) -> Result<FindOutcome> {
-    let sop_class = model.find_sop_class();
-    let options = ClientAssociationOptions::new().with_presentation_context(sop_class, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
-    let mut scu = Scu::open(config, node, options).await?;
-    let (context, transfer_syntax) =
-        scu.context(sop_class, None).ok_or_else(|| Error::Malformed { reason: format!("{node} does not accept C-FIND in the {model:?} model") })?;
-    let id = scu.next_message_id();
-    let mut request = Command::c_find_rq(id, sop_class, Priority::Medium);
-    request.has_data_set = true;
-    scu.send_command(context, &request).await?;
-    scu.send_data(context, &encode_identifier(query, model, &transfer_syntax)).await?;
-    let mut seen = 0usize;
-    let mut cancelled = false;
-    loop {
-        let response = scu.receive_command().await?.command;
-        if response.field != CommandField::CFindRsp {
-            return Err(Error::Malformed { reason: format!("{:?} where a C-FIND-RSP was expected", response.field) });
-        }
-        let code = response.status.unwrap_or(status::PROCESSING_FAILURE);
-        let data = if response.has_data_set { Some(scu.receive_identifier().await?) } else { None };
-        if matches!(code, status::PENDING | status::PENDING_WARNING) {
-            if let Some(data) = data {
-                seen += 1;
-                let wanted = seen > query.offset && query.limit.is_none_or(|l| seen - query.offset <= l);
-                if wanted {
-                    on_match(decode_identifier(&data, &transfer_syntax)?);
-                }
-                if !cancelled && query.limit.is_some_and(|l| seen - query.offset.min(seen) >= l) {
-                    scu.send_command(context, &Command::c_cancel_rq(id)).await?;
-                    cancelled = true;
-                }
+    let mut finder = Finder::open(config, node, model).await?;
+    let outcome = finder.find(query, on_match).await?;
+    finder.close().await;
+    Ok(outcome)
+}
+
+/// An association for C-FINDs, kept open across queries (walking a remote archive date by date
+/// costs one association, not one per date).
+pub struct Finder {
+    scu: Scu,
+    model: Model,
+    context: u8,
+    transfer_syntax: String,
+}
+
+impl Finder {
+    /// Opens an association to `node` for C-FIND in `model`.
+    pub async fn open(config: &ClientConfig, node: &Node, model: Model) -> Result<Finder> {
+        let sop_class = model.find_sop_class();
+        let options = ClientAssociationOptions::new().with_presentation_context(sop_class, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+        let scu = Scu::open(config, node, options).await?;
+        let (context, transfer_syntax) =
+            scu.context(sop_class, None).ok_or_else(|| Error::Malformed { reason: format!("{node} does not accept C-FIND in the {model:?} model") })?;
+        Ok(Finder { scu, model, context, transfer_syntax })
+    }
+
+    /// Runs one query, as [`find`] does.
+    pub async fn find(&mut self, query: &Query, on_match: &mut (dyn FnMut(QueryRow) + Send)) -> Result<FindOutcome> {
+        let (scu, context) = (&mut self.scu, self.context);
+        let sop_class = self.model.find_sop_class();
+        let id = scu.next_message_id();
+        let mut request = Command::c_find_rq(id, sop_class, Priority::Medium);
+        request.has_data_set = true;
+        scu.send_command(context, &request).await?;
+        scu.send_data(context, &encode_identifier(query, self.model, &self.transfer_syntax)).await?;
+        let mut seen = 0usize;
+        let mut cancelled = false;
+        loop {
+            let response = scu.receive_command().await?.command;
+            if response.field != CommandField::CFindRsp {
+                return Err(Error::Malformed { reason: format!("{:?} where a C-FIND-RSP was expected", response.field) });
             }
-            continue;
+            let code = response.status.unwrap_or(status::PROCESSING_FAILURE);
+            let data = if response.has_data_set { Some(scu.receive_identifier().await?) } else { None };
+            if matches!(code, status::PENDING | status::PENDING_WARNING) {
+                if let Some(data) = data {
+                    seen += 1;
+                    let wanted = seen > query.offset && query.limit.is_none_or(|l| seen - query.offset <= l);
+                    if wanted {
+                        on_match(decode_identifier(&data, &self.transfer_syntax)?);
+                    }
+                    if !cancelled && query.limit.is_some_and(|l| seen - query.offset.min(seen) >= l) {
+                        scu.send_command(context, &Command::c_cancel_rq(id)).await?;
+                        cancelled = true;
+                    }
+                }
+                continue;
+            }
+            let matches = seen.saturating_sub(query.offset).min(query.limit.unwrap_or(usize::MAX));
+            return Ok(FindOutcome { matches, status: code, comment: response.error_comment });
         }
-        scu.release().await;
-        let matches = seen.saturating_sub(query.offset).min(query.limit.unwrap_or(usize::MAX));
-        return Ok(FindOutcome { matches, status: code, comment: response.error_comment });
+    }
+
+    /// Releases the association.
+    pub async fn close(self) {
+        self.scu.release().await;
     }
 }
 
@@ -898,16 +928,21 @@ pub async fn pull(
         None if from.is_none() && to.is_none() => vec![String::new()],
         None => vec![format!("{}-{}", from.as_deref().unwrap_or(""), to.as_deref().unwrap_or(""))],
     };
+    let mut finder = Finder::open(config, node, Model::StudyRoot).await?;
     for date in dates {
         let mut query = Query::new(QueryLevel::Study);
         query = query.with(Attribute::StudyDate, &date)?;
         let mut studies = Vec::new();
-        find(config, node, Model::StudyRoot, &query, &mut |row| studies.push(row)).await?;
+        let listed = finder.find(&query, &mut |row| studies.push(row)).await?;
+        if listed.status != status::SUCCESS {
+            let comment = listed.comment.map(|c| format!(": {c}")).unwrap_or_default();
+            return Err(Error::Malformed { reason: format!("listing the studies of {date:?} ended with status {:#06x}{comment}", listed.status) });
+        }
         progress(&PullEvent::Listed { date: date.clone(), studies: studies.len() });
         report.studies += studies.len();
         for study in studies {
             let Some(uid) = study.get(&Attribute::StudyInstanceUid).cloned() else { continue };
-            match pull_study(config, node, &archive, &uid, &study, method, progress).await {
+            match pull_study(config, node, &mut finder, &archive, &uid, &study, method, progress).await {
                 Ok((missing, retrieved, failed)) => {
                     if missing == 0 {
                         report.complete += 1;
@@ -923,13 +958,16 @@ pub async fn pull(
             }
         }
     }
+    finder.close().await;
     Ok(report)
 }
 
 /// Pulls the missing instances of one study; returns (missing, retrieved, failed).
+#[allow(clippy::too_many_arguments)]
 async fn pull_study(
     config: &ClientConfig,
     node: &Node,
+    finder: &mut Finder,
     archive: &Arc<Archive>,
     uid: &str,
     remote: &QueryRow,
@@ -954,7 +992,7 @@ async fn pull_study(
     let mut listing = Query::new(QueryLevel::Instance).with(Attribute::StudyInstanceUid, uid)?;
     listing.include.push(Attribute::SeriesInstanceUid);
     let mut missing: Vec<(String, String)> = Vec::new();
-    find(config, node, Model::StudyRoot, &listing, &mut |row| {
+    finder.find(&listing, &mut |row| {
         if let (Some(series), Some(sop)) = (row.get(&Attribute::SeriesInstanceUid), row.get(&Attribute::SopInstanceUid))
             && !have.contains(sop)
         {

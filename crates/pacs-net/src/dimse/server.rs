@@ -335,6 +335,11 @@ impl Association {
             CommandField::CFindRq | CommandField::CMoveRq | CommandField::CGetRq if command.has_data_set => {
                 Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Identifier(Vec::new()) })
             }
+            CommandField::CCancelRq => {
+                // A cancel that arrives after its request was answered has nothing to stop.
+                tracing::debug!(peer = %self.peer, responded_to = ?command.message_id_responded_to, "C-CANCEL of a finished request ignored");
+                Ok(State::Idle)
+            }
             _ if command.has_data_set => Ok(State::Data { context, command: Box::new(command), incoming: Incoming::Discard }),
             _ => {
                 self.unrecognised(ul, context, &command).await?;
