@@ -43,6 +43,9 @@ pub struct DimseConfig {
     pub remote_aes: std::collections::HashMap<String, String>,
     /// Accept only calling AE titles listed in `remote_aes` (default false: any caller).
     pub known_callers_only: Option<bool>,
+    /// Transfer syntax UIDs accepted for presentation contexts (default: every syntax known).
+    #[serde(default)]
+    pub transfer_syntaxes: Vec<String>,
 }
 
 /// The `[import]` table.

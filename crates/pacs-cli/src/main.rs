@@ -97,6 +97,9 @@ enum Command {
         /// Accept associations only from the known remote AEs [dimse.known_callers_only].
         #[arg(long)]
         known_callers_only: bool,
+        /// A transfer syntax UID to accept; repeatable [dimse.transfer_syntaxes; default: all].
+        #[arg(long = "transfer-syntax")]
+        transfer_syntaxes: Vec<String>,
     },
     /// Check that a remote DICOM node answers (C-ECHO).
     Echo {
@@ -468,7 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { ae_title, bind, port, max_associations, remotes, known_callers_only } => {
+        Command::Serve { ae_title, bind, port, max_associations, remotes, known_callers_only, transfer_syntaxes } => {
             let archive = std::sync::Arc::new(open_archive(&settings)?);
             let d = &settings.dimse;
             let defaults = pacs_net::dimse::ServerConfig::default();
@@ -479,7 +482,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout: d.timeout_seconds.map_or(defaults.timeout, std::time::Duration::from_secs),
                 remote_aes: d.remote_aes.clone(),
                 known_callers_only: known_callers_only || d.known_callers_only.unwrap_or(false),
+                transfer_syntaxes: if transfer_syntaxes.is_empty() { d.transfer_syntaxes.clone() } else { transfer_syntaxes },
             };
+            for ts in &config.transfer_syntaxes {
+                Uid::new(ts).with_context(|| format!("transfer syntax {ts:?}"))?;
+            }
             let mut config = config;
             for remote in remotes {
                 let (ae, address) = remote.split_once('=').with_context(|| format!("--remote {remote:?}: expected AE=host:port"))?;

@@ -105,6 +105,17 @@ fn compressed_transfer_syntax_is_stored_as_received() {
     let exported = pacs.scratch("j2k.dcm");
     std::fs::write(&exported, pacs.export_instance(text(row, "SOPInstanceUID"))).expect("write export");
     same_data_set(&source, &exported);
+
+    // A server limited to the uncompressed syntaxes refuses the context, and stores nothing.
+    let limited_pacs = Pacs::new();
+    let limited = Server::start(&limited_pacs, &["--transfer-syntax", "1.2.840.10008.1.2.1", "--transfer-syntax", "1.2.840.10008.1.2"]);
+    let out = limited.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS", "-xw"], &[source.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success(), "a JPEG 2000 context must be refused: {}", describe(&out));
+    assert_eq!(limited_pacs.stats()["instances"], 0);
+    let plain = pydicom_file("CT_small.dcm");
+    let out = limited.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "PACS"], &[plain.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "Explicit VR Little Endian is accepted: {}", describe(&out));
+    assert_eq!(limited_pacs.stats()["instances"], 1);
 }
 
 #[test]

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Accept only associations whose calling AE title is one of `remote_aes` (an allow-list);
     /// otherwise any calling AE is accepted.
     pub known_callers_only: bool,
+    /// The transfer syntaxes accepted for presentation contexts, by UID; empty accepts every
+    /// syntax the DICOM dictionary knows (instances are stored as received, whatever the syntax).
+    pub transfer_syntaxes: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             timeout: Duration::from_secs(60),
             remote_aes: HashMap::new(),
             known_callers_only: false,
+            transfer_syntaxes: Vec::new(),
         }
     }
 }
@@ -205,7 +209,7 @@ const MAX_IDENTIFIER: usize = 1024 * 1024;
 impl Association {
     async fn run(self, stream: TcpStream) {
         let access = Access { known: self.config.known_callers_only.then(|| self.config.remote_aes.keys().cloned().collect()) };
-        let options = ServerAssociationOptions::new()
+        let mut options = ServerAssociationOptions::new()
             .ae_access_control(access)
             .ae_title(self.config.ae_title.clone())
             .promiscuous(true)
@@ -213,6 +217,9 @@ impl Association {
             .max_pdu_length(self.config.max_pdu_length)
             .read_timeout(self.config.timeout)
             .write_timeout(self.config.timeout);
+        for ts in &self.config.transfer_syntaxes {
+            options = options.with_transfer_syntax(ts.clone());
+        }
         let mut ul = match options.establish_async(stream).await {
             Ok(ul) => ul,
             Err(e) => {
