@@ -992,14 +992,15 @@ async fn pull_study(
     let mut listing = Query::new(QueryLevel::Instance).with(Attribute::StudyInstanceUid, uid)?;
     listing.include.push(Attribute::SeriesInstanceUid);
     let mut missing: Vec<(String, String)> = Vec::new();
-    finder.find(&listing, &mut |row| {
-        if let (Some(series), Some(sop)) = (row.get(&Attribute::SeriesInstanceUid), row.get(&Attribute::SopInstanceUid))
-            && !have.contains(sop)
-        {
-            missing.push((series.clone(), sop.clone()));
-        }
-    })
-    .await?;
+    finder
+        .find(&listing, &mut |row| {
+            if let (Some(series), Some(sop)) = (row.get(&Attribute::SeriesInstanceUid), row.get(&Attribute::SopInstanceUid))
+                && !have.contains(sop)
+            {
+                missing.push((series.clone(), sop.clone()));
+            }
+        })
+        .await?;
     progress(&PullEvent::Checked { study: uid.to_owned(), missing: missing.len() });
     if missing.is_empty() {
         return Ok((0, 0, 0));
