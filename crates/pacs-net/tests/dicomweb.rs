@@ -29,10 +29,14 @@ struct Web {
 
 impl Web {
     fn start(config: WebConfig) -> Web {
+        Web::start_on("127.0.0.1:0".parse().unwrap(), config)
+    }
+
+    fn start_on(bind: SocketAddr, config: WebConfig) -> Web {
         let dir = tempfile::tempdir().unwrap();
         let archive = Arc::new(Archive::open(&dir.path().join("data"), ArchiveConfig::default()).unwrap());
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let server = runtime.block_on(WebServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&archive), config)).unwrap();
+        let server = runtime.block_on(WebServer::bind(bind, Arc::clone(&archive), config)).unwrap();
         let address = server.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = runtime.spawn(server.serve(async move {
@@ -283,7 +287,11 @@ fn dicomweb_client_stores_searches_and_retrieves() {
 
 #[test]
 fn metadata_is_pydicom_to_json_dict() {
-    let web = Web::start(WebConfig::default());
+    // dicomweb-client sends `Host` without the port, so the BulkDataURIs it follows must be built
+    // from the configured public URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let public_url = format!("http://127.0.0.1:{port}/dicom-web");
+    let web = Web::start_on(([127, 0, 0, 1], port).into(), WebConfig { public_url: Some(public_url), ..WebConfig::default() });
     let mut files: Vec<PathBuf> = fixtures().iter().map(|f| f.path.clone()).collect();
     for name in [
         "CT_small.dcm",
@@ -296,6 +304,7 @@ fn metadata_is_pydicom_to_json_dict() {
         "chrH31.dcm",
         "chrX1.dcm",
         "chrFrenMulti.dcm",
+        "examples_overlay.dcm",
     ] {
         files.push(pydicom_test_file(name));
     }
@@ -306,10 +315,14 @@ fn metadata_is_pydicom_to_json_dict() {
     args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let report = python(&args);
+    let mut report = report.as_object().unwrap().clone();
+    let bulk = report.remove("bulk data checked").unwrap();
     let problems: BTreeMap<String, Value> =
-        report.as_object().unwrap().iter().filter(|(_, p)| p.as_array().is_some_and(|p| !p.is_empty())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        report.iter().filter(|(_, p)| p.as_array().is_some_and(|p| !p.is_empty())).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(problems.is_empty(), "metadata differs from pydicom's to_json_dict: {problems:#?}");
-    assert_eq!(report.as_object().unwrap().len(), files.len());
+    assert_eq!(report.len(), files.len());
+    // The overlay data and the private OB value of examples_overlay.dcm went by BulkDataURI.
+    assert!(bulk.as_array().unwrap().len() >= 2, "{bulk:#}");
 }
 
 #[test]

@@ -339,13 +339,24 @@ def reference_json(ds):
 def metadata(url, files):
     c = client(url)
     report = {}
+    problems_checked = []
     for f in files:
         ds = pydicom.dcmread(f)
         ours = c.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
         theirs = reference_json(ds)
         problems = []
         compare(ours, theirs, "", problems)
+        # Bulk data other than Pixel Data: fetched by its BulkDataURI, the value pydicom reads.
+        for key, elem in ours.items():
+            if "BulkDataURI" in elem and key != "7FE00010":
+                got = c.retrieve_bulkdata(elem["BulkDataURI"])
+                expected = ds[int(key, 16)].value
+                if got != [expected]:
+                    problems.append(f"{key}: bulk data {[len(g) for g in got]} bytes != pydicom {len(expected)}")
+                else:
+                    problems_checked.append(f"{os.path.basename(f)}:{key}")
         report[os.path.basename(f)] = problems
+    report["bulk data checked"] = problems_checked
     return report
 
 
