@@ -20,6 +20,32 @@ pub struct FileConfig {
     /// DICOM network settings of `pacs serve`.
     #[serde(default)]
     pub dimse: DimseConfig,
+    /// DICOMweb settings of `pacs serve`.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The `[web]` table: the DICOMweb face of `pacs serve`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve DICOMweb at all (default true).
+    pub enabled: Option<bool>,
+    /// Address to listen on (default: the `[dimse]` bind address, else 127.0.0.1).
+    pub bind: Option<String>,
+    /// HTTP port (default 8080).
+    pub port: Option<u16>,
+    /// Path every endpoint is under (default /dicom-web).
+    pub base_path: Option<String>,
+    /// Largest STOW-RS body accepted, in megabytes (default 4096).
+    pub max_body_mb: Option<u64>,
+    /// Most results of a QIDO-RS search (default 1000).
+    pub max_results: Option<usize>,
+    /// Origins allowed by CORS (default none; "*" for any).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// URL the base path is reached at by clients (default: from the request's Host header).
+    pub public_url: Option<String>,
 }
 
 /// The `[dimse]` table.
@@ -71,6 +97,8 @@ pub struct Settings {
     pub batch: usize,
     /// The `[dimse]` table as read.
     pub dimse: DimseConfig,
+    /// The `[web]` table as read.
+    pub web: WebConfig,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/pacs`, else `~/.local/share/pacs`, else `./pacs-data`.
@@ -120,5 +148,5 @@ pub fn resolve(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result
         Some(j) => j.parse().with_context(|| format!("PACS_IMPORT_JOBS={j:?} is not a number"))?,
         None => file.import.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
     };
-    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1), dimse: file.dimse })
+    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1), dimse: file.dimse, web: file.web })
 }

@@ -77,7 +77,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the archive as a DICOM node (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) until stopped.
+    /// Run the archive as a DICOM node (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) and a DICOMweb
+    /// server (STOW-RS, QIDO-RS, WADO-RS, WADO-URI) until stopped.
     Serve {
         /// Our AE title [config: dimse.ae_title; default PACS].
         #[arg(long)]
@@ -100,6 +101,12 @@ enum Command {
         /// A transfer syntax UID to accept; repeatable [dimse.transfer_syntaxes; default: all].
         #[arg(long = "transfer-syntax")]
         transfer_syntaxes: Vec<String>,
+        /// DICOMweb HTTP port [web.port; default 8080].
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// Do not serve DICOMweb [web.enabled = false].
+        #[arg(long)]
+        no_web: bool,
     },
     /// Check that a remote DICOM node answers (C-ECHO).
     Echo {
@@ -471,7 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { ae_title, bind, port, max_associations, remotes, known_callers_only, transfer_syntaxes } => {
+        Command::Serve { ae_title, bind, port, max_associations, remotes, known_callers_only, transfer_syntaxes, http_port, no_web } => {
             let archive = std::sync::Arc::new(open_archive(&settings)?);
             let d = &settings.dimse;
             let defaults = pacs_net::dimse::ServerConfig::default();
@@ -501,15 +508,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pacs_core::AeTitle::new(&config.ae_title)?;
             let host = bind.or(d.bind.clone()).unwrap_or_else(|| "127.0.0.1".into());
             let port = port.or(d.port).unwrap_or(11112);
-            let address: std::net::SocketAddr =
-                format!("{host}:{port}").parse().or_else(|_| format!("[{host}]:{port}").parse()).with_context(|| format!("invalid bind address {host:?}"))?;
+            let address = socket_address(&host, port)?;
+            let w = &settings.web;
+            let web = if no_web || w.enabled == Some(false) {
+                None
+            } else {
+                let defaults = pacs_net::web::WebConfig::default();
+                let config = pacs_net::web::WebConfig {
+                    base_path: w.base_path.clone().unwrap_or(defaults.base_path),
+                    max_body: w.max_body_mb.map_or(defaults.max_body, |mb| mb.saturating_mul(1024 * 1024)),
+                    max_results: w.max_results.unwrap_or(defaults.max_results),
+                    cors_origins: w.cors_origins.clone(),
+                    public_url: w.public_url.clone(),
+                    ..defaults
+                };
+                let web_host = w.bind.clone().unwrap_or_else(|| host.clone());
+                Some((socket_address(&web_host, http_port.or(w.port).unwrap_or(8080))?, config))
+            };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                let server = pacs_net::dimse::DimseServer::bind(address, archive, config.clone()).await?;
+                let server = pacs_net::dimse::DimseServer::bind(address, std::sync::Arc::clone(&archive), config.clone()).await?;
                 let local = server.local_addr()?;
-                // One line on stdout, for scripts and tests waiting for the server.
-                println!("listening on {local} as {}", config.ae_title);
-                server.serve(shutdown_signal()).await?;
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let web_task = match web {
+                    Some((web_address, web_config)) => {
+                        let base = web_config.base_path.clone();
+                        let web = pacs_net::web::WebServer::bind(web_address, archive, web_config).await?;
+                        let web_local = web.local_addr()?;
+                        // One line each on stdout, for scripts and tests waiting for the server.
+                        println!("listening on {local} as {}", config.ae_title);
+                        println!("DICOMweb on http://{web_local}{base}");
+                        Some(tokio::spawn(web.serve(until_stopped(stopped.clone()))))
+                    }
+                    None => {
+                        println!("listening on {local} as {}", config.ae_title);
+                        None
+                    }
+                };
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = stop.send(true);
+                });
+                server.serve(until_stopped(stopped)).await?;
+                if let Some(task) = web_task {
+                    task.await??;
+                }
                 tracing::info!("stopped by a signal");
                 anyhow::Ok(())
             })?;
@@ -577,6 +623,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A socket address from a host (IPv4 or IPv6 literal) and a port.
+fn socket_address(host: &str, port: u16) -> anyhow::Result<std::net::SocketAddr> {
+    format!("{host}:{port}").parse().or_else(|_| format!("[{host}]:{port}").parse()).with_context(|| format!("invalid bind address {host:?}"))
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).

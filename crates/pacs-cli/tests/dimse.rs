@@ -88,6 +88,20 @@ fn echo_and_store_with_dcmtk() {
     let again = server.dcmtk("storescu", &options, &[&dir_text]);
     assert!(again.status.success(), "second storescu failed: {}", describe(&again));
     assert_eq!(pacs.stats()["instances"], 30);
+
+    // The same `pacs serve` answers DICOMweb: QIDO-RS lists the studies C-STORE brought.
+    let web = server.web.clone().expect("DICOMweb is on by default");
+    let found = python_inline(
+        "import sys, json, urllib.request\n\
+         r = urllib.request.urlopen(sys.argv[1] + '/studies')\n\
+         print(json.dumps({'type': r.headers['Content-Type'], 'studies': sorted(s['0020000D']['Value'][0] for s in json.load(r))}))",
+        &[&web],
+    );
+    assert!(text(&found, "type").starts_with("application/dicom+json"), "{found}");
+    let rows = pacs.json(&["query", "--format", "json"]);
+    let mut studies: Vec<&str> = rows.as_array().expect("rows").iter().map(|r| text(r, "StudyInstanceUID")).collect();
+    studies.sort_unstable();
+    assert_eq!(found["studies"], serde_json::json!(studies));
 }
 
 #[test]

@@ -276,18 +276,30 @@ pub struct Server {
     child: Child,
     /// The DICOM port it listens on.
     pub port: u16,
+    /// The DICOMweb base URL, unless started with `--no-web`.
+    pub web: Option<String>,
 }
 
 impl Server {
     pub fn start(pacs: &Pacs, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--port", "0", "--ae-title", "PACS"];
+        let mut args = vec!["serve", "--port", "0", "--http-port", "0", "--ae-title", "PACS"];
         args.extend_from_slice(extra);
         let mut child = pacs.command(&args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start pacs serve");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let port_of = |line: &str| -> Option<u16> {
+            line.split_whitespace().find_map(|w| w.trim_end_matches(|c: char| !c.is_ascii_digit()).rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        };
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-        let port = line.split_whitespace().find_map(|w| w.rsplit_once(':').and_then(|(_, p)| p.parse().ok())).unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
+        stdout.read_line(&mut line).expect("read the listening line");
+        let port = port_of(&line).unwrap_or_else(|| panic!("no port in {line:?}"));
+        let mut web = None;
+        if !extra.contains(&"--no-web") {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read the DICOMweb line");
+            let url = line.trim().strip_prefix("DICOMweb on ").unwrap_or_else(|| panic!("no DICOMweb line: {line:?}")).to_owned();
+            web = Some(url);
+        }
+        Server { child, port, web }
     }
 
     /// Runs a DCMTK tool as `tool OPTIONS 127.0.0.1 PORT OPERANDS`.
