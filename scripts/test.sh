@@ -2,8 +2,8 @@
 # Runs the whole test suite: the one command for CI and for people.
 #
 # On a fresh Debian or Ubuntu machine (as root, or as a user with sudo) it first installs what the
-# tests need and is missing: DCMTK, curl, Python 3 with pip, and the Python packages pydicom and
-# numpy (the independent reference of the integration tests), pynetdicom (a DICOM peer) and
+# tests need and is missing: DCMTK, curl, CMake, Python 3 with pip, and the Python packages pydicom and
+# numpy with pylibjpeg (the independent reference of the integration tests), pynetdicom (a DICOM peer) and
 # dicomweb-client (the DICOMweb client the tests drive the server with). Then it runs
 #   cargo test --workspace --all-targets
 #   cargo test --workspace --doc
@@ -28,7 +28,7 @@ as_root() {
 }
 
 python_ready() {
-    python3 -c 'import pydicom, numpy, pynetdicom, dicomweb_client; assert int(pydicom.__version__.split(".")[0]) >= 3' >/dev/null 2>&1
+    python3 -c 'import pydicom, numpy, pynetdicom, dicomweb_client, pylibjpeg, openjpeg, libjpeg; assert int(pydicom.__version__.split(".")[0]) >= 3' >/dev/null 2>&1
 }
 
 # 1. System packages, only when something is missing.
@@ -40,9 +40,11 @@ if ! python_ready && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(pip)
 fi
 command -v cc >/dev/null 2>&1 || missing+=(cc)
+# CharLS (JPEG-LS) is built from source with CMake.
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "missing: ${missing[*]}; installing with apt-get"
-    packages=(dcmtk curl python3 python3-pip)
+    packages=(dcmtk curl python3 python3-pip cmake)
     command -v cc >/dev/null 2>&1 || packages+=(build-essential)
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
@@ -50,12 +52,13 @@ else
     say "system packages present (dcmtk, curl, python3)"
 fi
 
-# 2. Python packages, only when pydicom (3.x), numpy, pynetdicom or dicomweb-client cannot be imported.
+# 2. Python packages, only when pydicom (3.x), numpy, pynetdicom, dicomweb-client or pylibjpeg cannot be imported.
 if python_ready; then
     say "python packages present: $(python3 -c 'import pydicom, numpy, pynetdicom, dicomweb_client; print("pydicom", pydicom.__version__, "numpy", numpy.__version__, "pynetdicom", pynetdicom.__version__, "dicomweb-client", dicomweb_client.__version__)')"
 else
     say "installing pydicom, numpy, pynetdicom and dicomweb-client with pip"
-    pip_install=(python3 -m pip install --upgrade 'pydicom>=3' numpy pynetdicom dicomweb-client)
+    # pylibjpeg with its OpenJPEG and libjpeg plugins lets pydicom decode JPEG 2000, JPEG-LS and JPEG Lossless.
+    pip_install=(python3 -m pip install --upgrade 'pydicom>=3' numpy pynetdicom dicomweb-client pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg)
     if ! output=$("${pip_install[@]}" 2>&1); then
         printf '%s\n' "$output"
         if grep -q 'externally-managed-environment' <<<"$output"; then

@@ -1,0 +1,54 @@
+//! The error type of the codec crate.
+
+/// Errors of transcoding.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is not a readable DICOM Part 10 object (no File Meta Information, a truncated or
+    /// malformed data set).
+    #[error("not a readable DICOM object: {reason}")]
+    Invalid {
+        /// What could not be read.
+        reason: String,
+    },
+    /// A transfer syntax UID that is not known.
+    #[error("unknown transfer syntax {uid}")]
+    UnknownTransferSyntax {
+        /// The UID.
+        uid: String,
+    },
+    /// The conversion is not supported (a syntax we cannot read or write, or pixel data the
+    /// target syntax cannot hold); nothing was written.
+    #[error("cannot transcode from {from} to {to}: {reason}")]
+    Unsupported {
+        /// The source transfer syntax UID.
+        from: String,
+        /// The target transfer syntax UID.
+        to: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The pixel data could not be decoded or encoded (corrupt compressed data, attributes that
+    /// contradict the pixel data); nothing was written.
+    #[error("pixel data of {sop_instance_uid} ({from} to {to}): {reason}")]
+    PixelData {
+        /// The SOP Instance UID of the object.
+        sop_instance_uid: String,
+        /// The source transfer syntax UID.
+        from: String,
+        /// The target transfer syntax UID.
+        to: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Writing the transcoded object failed.
+    #[error("writing the transcoded object: {source}")]
+    Write {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The result type of the codec crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,30 @@
+//! Transcoding of DICOM objects between transfer syntaxes.
+//!
+//! [`transcode`] reads a Part 10 object, decodes its pixel data when the syntaxes differ in
+//! encapsulation, re-encodes it and writes the object with its File Meta Information updated.
+//! [`can_transcode`] answers before any byte is read, so that DIMSE egress can choose a
+//! presentation context. The codecs are those of dicom-rs (`dicom-pixeldata` and its transfer
+//! syntax registry) plus our own RLE Lossless encoder; JPEG-LS (CharLS) and JPEG 2000 (OpenJPEG)
+//! are native libraries, compiled in with the `codecs` feature (on by default). Without it only
+//! the uncompressed syntaxes and RLE Lossless (our own decoder and encoder, any bits per sample)
+//! are read and written.
+//!
+//! | syntax | read | written |
+//! |---|---|---|
+//! | Implicit / Explicit VR Little Endian | ✓ | ✓ |
+//! | Explicit VR Big Endian (retired) | ✓ | ✗ |
+//! | Deflated Explicit VR Little Endian | `codecs` | `codecs` |
+//! | RLE Lossless | ✓ (ours) | ✓ (ours) |
+//! | JPEG Baseline | `codecs` | `codecs` (8-bit) |
+//! | JPEG Extended, JPEG Lossless (P14, SV1) | `codecs` | ✗ |
+//! | JPEG-LS lossless, near-lossless | `codecs` | `codecs` |
+//! | JPEG 2000 lossless, lossy | `codecs` | ✗ |
+
+pub mod error;
+pub mod rle;
+pub mod syntax;
+mod transcode;
+
+pub use error::{Error, Result};
+pub use syntax::{can_read, can_transcode, can_write};
+pub use transcode::{Output, TranscodeOptions, TranscodeReport, transcode, transcode_with};

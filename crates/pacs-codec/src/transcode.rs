@@ -1,0 +1,277 @@
+//! Conversion of a whole Part 10 object from one transfer syntax to another.
+
+use std::io::{Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use dicom_core::value::PixelFragmentSequence;
+use dicom_core::{DataElement, Length, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_encoding::adapters::EncodeOptions;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::Transcode;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::error::{Error, Result};
+use crate::rle::{self, FrameLayout};
+use crate::syntax::{self, EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS};
+
+/// What to write: a whole Part 10 file, or the data set alone (as a C-STORE sends it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// Preamble, `DICM`, File Meta Information and data set.
+    #[default]
+    File,
+    /// The data set only, in the target transfer syntax.
+    DataSet,
+}
+
+/// Settings of a conversion.
+#[derive(Clone, Debug, Default)]
+pub struct TranscodeOptions {
+    /// Quality of lossy encoders, 0 to 100 (JPEG Baseline: 85 by default; JPEG-LS near-lossless:
+    /// 100, that is lossless, by default).
+    pub quality: Option<u8>,
+    /// What to write.
+    pub output: Output,
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranscodeReport {
+    /// The transfer syntax of the input.
+    pub source_transfer_syntax: String,
+    /// The transfer syntax written.
+    pub target_transfer_syntax: String,
+    /// Frames of pixel data (0 without pixel data).
+    pub frames: u32,
+    /// Whether the pixel data was decoded and re-encoded (otherwise only the data set encoding
+    /// changed, or nothing did).
+    pub pixel_data_reencoded: bool,
+    /// The new SOP Instance UID given to the object because the conversion was lossy, with the
+    /// old one: `(old, new)`.
+    pub new_sop_instance_uid: Option<(String, String)>,
+}
+
+/// Reads a Part 10 object from `input`, converts it to `target_ts` and writes it to `out`.
+/// See [`transcode_with`].
+pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> Result<TranscodeReport> {
+    transcode_with(input, target_ts, &TranscodeOptions::default(), out)
+}
+
+/// Reads a Part 10 object from `input` (with or without the 128-byte preamble), converts it to
+/// `target_ts` and writes it to `out` as `options.output` says.
+///
+/// The File Meta Information follows (transfer syntax, and the Media Storage SOP Instance UID
+/// when that changes). Encapsulated output has one fragment per frame and a Basic Offset Table.
+/// Into a lossy syntax from pixel data that was not lossy yet, the object gets a new SOP Instance
+/// UID and Lossy Image Compression `01`.
+///
+/// The whole object is in memory, its decoded pixel data included. Nothing is written unless the
+/// conversion succeeded, so a failure never leaves a partial object in `out` (beyond what the
+/// writer itself buffers for an I/O error). A decoder that panics on corrupt data is reported as
+/// [`Error::PixelData`].
+///
+/// # Example
+///
+/// ```no_run
+/// let mut input = std::fs::File::open("ct_jpeg_ls.dcm")?;
+/// let mut out = std::fs::File::create("ct_explicit.dcm")?;
+/// let report = pacs_codec::transcode(&mut input, pacs_codec::syntax::EXPLICIT_VR_LITTLE_ENDIAN, &mut out)?;
+/// println!("{} frames", report.frames);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn transcode_with(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions, out: &mut dyn Write) -> Result<TranscodeReport> {
+    let (object, report) = convert(input, target_ts, options)?;
+    let mut buffer = Vec::new();
+    let written = match options.output {
+        Output::File => object.write_all(&mut buffer),
+        Output::DataSet => object.write_dataset(&mut buffer),
+    };
+    written.map_err(|e| Error::PixelData {
+        sop_instance_uid: sop_instance_uid(&object),
+        from: report.source_transfer_syntax.clone(),
+        to: report.target_transfer_syntax.clone(),
+        reason: format!("encoding the data set: {e}"),
+    })?;
+    out.write_all(&buffer).map_err(|source| Error::Write { source })?;
+    Ok(report)
+}
+
+/// Reads and converts, returning the converted object in memory.
+fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) -> Result<(DefaultDicomObject, TranscodeReport)> {
+    let target_ts = target_ts.trim_end_matches('\0').trim();
+    let Some(target) = TransferSyntaxRegistry.get(target_ts) else {
+        return Err(Error::UnknownTransferSyntax { uid: target_ts.to_owned() });
+    };
+    let mut object = catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(input)))
+        .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
+        .map_err(|e| Error::Invalid { reason: e.to_string() })?;
+    let from = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
+    let unsupported = |reason: &str| Error::Unsupported { from: from.clone(), to: target_ts.to_owned(), reason: reason.to_owned() };
+    if !syntax::can_read(&from) && from != target_ts {
+        return Err(unsupported("the source transfer syntax cannot be decoded by this build"));
+    }
+    if !syntax::can_write(target_ts) && from != target_ts {
+        return Err(unsupported("the target transfer syntax cannot be encoded by this build"));
+    }
+    let has_pixels = object.get(tags::PIXEL_DATA).is_some();
+    let frames = if has_pixels { int(&object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) } else { 0 };
+    let mut report = TranscodeReport {
+        source_transfer_syntax: from.clone(),
+        target_transfer_syntax: target_ts.to_owned(),
+        frames,
+        pixel_data_reencoded: false,
+        new_sop_instance_uid: None,
+    };
+    if from == target_ts {
+        return Ok((object, report));
+    }
+    let source_encapsulated = TransferSyntaxRegistry.get(&from).is_some_and(|ts| ts.is_encapsulated_pixel_data());
+    report.pixel_data_reencoded = has_pixels && (source_encapsulated || target.is_encapsulated_pixel_data());
+    if has_pixels && target_ts == syntax::JPEG_BASELINE && int(&object, tags::BITS_ALLOCATED) != Some(8) {
+        return Err(unsupported("JPEG Baseline holds 8-bit samples only"));
+    }
+    // FIXME: dicom-rs's JPEG-LS writer encodes colour frames in plane-interleave mode from
+    // pixel-interleaved samples, which other decoders read as scrambled colours.
+    if has_pixels
+        && (target_ts == syntax::JPEG_LS_LOSSLESS || target_ts == syntax::JPEG_LS_NEAR_LOSSLESS)
+        && int(&object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) > 1
+    {
+        return Err(unsupported("JPEG-LS encoding of colour images is not supported yet"));
+    }
+    let pixel_error = |object: &DefaultDicomObject, reason: String| Error::PixelData {
+        sop_instance_uid: sop_instance_uid(object),
+        from: from.clone(),
+        to: target_ts.to_owned(),
+        reason,
+    };
+    let was_lossy = already_lossy(&object, &from);
+    let encode_options = {
+        let mut o = EncodeOptions::default();
+        o.quality = options.quality;
+        o
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {
+        if from == RLE_LOSSLESS && has_pixels {
+            decode_rle(&mut object)?;
+            let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
+            object.update_meta(|meta| meta.set_transfer_syntax(explicit));
+        }
+        if target_ts == RLE_LOSSLESS && has_pixels {
+            let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
+            object.transcode(explicit).map_err(|e| e.to_string())?;
+            encode_rle(&mut object)?;
+            object.update_meta(|meta| meta.set_transfer_syntax(target));
+            Ok(())
+        } else {
+            object.transcode_with_options(target, encode_options).map_err(|e| e.to_string())
+        }
+    }));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return Err(pixel_error(&object, reason)),
+        Err(_) => return Err(pixel_error(&object, "the codec panicked (corrupt pixel data?)".into())),
+    }
+    if !has_pixels {
+        object.update_meta(|meta| meta.set_transfer_syntax(target));
+    }
+    if has_pixels && syntax::is_lossy(target_ts) && !was_lossy {
+        let old = sop_instance_uid(&object);
+        let new = new_uid();
+        object.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, new.as_str()));
+        object.put(DataElement::new(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01"));
+        object.update_meta(|meta| meta.media_storage_sop_instance_uid = new.clone());
+        tracing::info!(%old, %new, to = target_ts, "lossy conversion: new SOP Instance UID");
+        report.new_sop_instance_uid = Some((old, new));
+    }
+    Ok((object, report))
+}
+
+/// Whether the pixel data had already been through lossy compression.
+fn already_lossy(object: &DefaultDicomObject, from: &str) -> bool {
+    syntax::is_lossy(from) || object.get(tags::LOSSY_IMAGE_COMPRESSION).and_then(|e| e.to_str().ok()).is_some_and(|v| v.trim() == "01")
+}
+
+/// The layout of one native frame of `object`.
+fn frame_layout(object: &DefaultDicomObject) -> std::result::Result<FrameLayout, String> {
+    let rows = int(object, tags::ROWS).ok_or("no Rows")? as usize;
+    let columns = int(object, tags::COLUMNS).ok_or("no Columns")? as usize;
+    let samples_per_pixel = int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    let bits_allocated = int(object, tags::BITS_ALLOCATED).ok_or("no Bits Allocated")? as usize;
+    if bits_allocated == 0 || !bits_allocated.is_multiple_of(8) {
+        return Err(format!("RLE Lossless needs whole bytes per sample, not Bits Allocated {bits_allocated}"));
+    }
+    let planar = int(object, tags::PLANAR_CONFIGURATION) == Some(1);
+    Ok(FrameLayout { rows, columns, samples_per_pixel, bytes_per_sample: bits_allocated / 8, planar })
+}
+
+/// Replaces RLE Lossless Pixel Data by native pixel data (samples interleaved), any number of
+/// bytes per sample: dicom-rs stops at 16 bits.
+fn decode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String> {
+    let layout = FrameLayout { planar: false, ..frame_layout(object)? };
+    let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or("RLE Lossless Pixel Data is not encapsulated")?;
+    if fragments.len() != frames {
+        return Err(format!("{} RLE fragments for {frames} frames", fragments.len()));
+    }
+    let mut native = Vec::with_capacity(layout.frame_len() * frames);
+    for (i, fragment) in fragments.iter().enumerate() {
+        native.extend(rle::decode_frame(fragment, layout).map_err(|e| format!("frame {}: {e}", i + 1))?);
+    }
+    if !native.len().is_multiple_of(2) {
+        native.push(0);
+    }
+    let vr = if layout.bytes_per_sample == 1 { VR::OB } else { VR::OW };
+    object.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::from(native)));
+    if layout.samples_per_pixel > 1 {
+        object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    Ok(())
+}
+
+/// Replaces the native Pixel Data of `object` by RLE Lossless fragments, one per frame.
+fn encode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String> {
+    let layout = frame_layout(object)?;
+    let photometric = object.get(tags::PHOTOMETRIC_INTERPRETATION).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_owned()).unwrap_or_default();
+    if photometric.starts_with("YBR") && photometric != "YBR_FULL" {
+        return Err(format!("RLE Lossless cannot hold {photometric} (subsampled) pixel data"));
+    }
+    let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let pixels = object.get(tags::PIXEL_DATA).ok_or("no Pixel Data")?.to_bytes().map_err(|e| e.to_string())?;
+    let frame_len = layout.frame_len();
+    if frame_len == 0 || pixels.len() < frame_len * frames {
+        return Err(format!("Pixel Data has {} bytes, {frames} frames of {frame_len} expected", pixels.len()));
+    }
+    let mut fragments = Vec::with_capacity(frames);
+    let mut offsets = Vec::with_capacity(frames);
+    let mut offset = 0u32;
+    for frame in pixels.chunks_exact(frame_len).take(frames) {
+        let fragment = rle::encode_frame(frame, layout).ok_or("more than 15 RLE segments per frame")?;
+        offsets.push(offset);
+        offset = offset.checked_add(fragment.len() as u32 + 8).ok_or("encapsulated pixel data over 4 GiB")?;
+        fragments.push(fragment);
+    }
+    if frames == 1 {
+        offsets.clear();
+    }
+    object.put(DataElement::new_with_len(tags::PIXEL_DATA, VR::OB, Length::UNDEFINED, PixelFragmentSequence::new(offsets, fragments)));
+    if layout.samples_per_pixel > 1 {
+        object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    Ok(())
+}
+
+fn int(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {
+    object.get(tag).and_then(|e| e.to_int::<u32>().ok())
+}
+
+fn sop_instance_uid(object: &DefaultDicomObject) -> String {
+    object.get(tags::SOP_INSTANCE_UID).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').trim().to_owned()).unwrap_or_default()
+}
+
+/// A new UID under the `2.25` root (PS3.5 B.2), from a random UUID.
+fn new_uid() -> String {
+    format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
+}
