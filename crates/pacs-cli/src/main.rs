@@ -5,6 +5,7 @@ mod config;
 mod import;
 mod output;
 mod remote;
+mod transcode;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -197,6 +198,8 @@ enum Command {
         #[command(flatten)]
         us: Calling,
     },
+    /// Convert a DICOM file to another transfer syntax.
+    Transcode(transcode::TranscodeArgs),
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
         /// Print JSON.
@@ -604,6 +607,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = listen_address(listen.as_deref())?;
             remote::pull(&us.config()?, &node, from.as_deref(), to.as_deref(), dest.as_deref(), listen, open_archive(&settings)?, json)
         }
+        Command::Transcode(args) => transcode::run(&args),
         Command::Stats { json } => {
             let archive = open_archive(&settings)?;
             let s = archive.stats()?;

@@ -1,6 +1,11 @@
 //! Retrieve: the storage sub-operations of C-GET (on the requesting association) and of C-MOVE
 //! (to a known AE, on an association of their own). Each instance streams from its blob (data set only, as stored) in PDU-sized
 //! fragments; memory stays bounded whatever the study size.
+//!
+//! When the peer accepted the instance's SOP class but not its stored transfer syntax, the
+//! instance is converted (`pacs_codec`) to an accepted syntax on the blocking pool before it is
+//! sent, one instance in memory at a time; when no accepted syntax can be produced, the
+//! sub-operation fails and nothing is sent.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -15,6 +20,8 @@ use pacs_core::{InstanceRecord, Query, QueryLevel, Scope, Uid};
 use pacs_store::Archive;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+use pacs_codec::syntax::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
 
 use super::command::{Command, CommandField, Priority, status};
 use crate::error::{Error, Result};
@@ -68,9 +75,27 @@ impl AcceptedContexts {
         )
     }
 
-    /// The context accepted for the instance's SOP class in its stored transfer syntax.
+    /// The context to send the instance on: the one accepted for its SOP class in its stored
+    /// transfer syntax, or else one in a syntax it can be converted to (Explicit VR Little
+    /// Endian first, then Implicit, then any other).
     pub fn for_record(&self, record: &InstanceRecord) -> Option<u8> {
-        self.0.iter().find(|(_, a, t)| a == record.sop_class_uid.as_str() && t == record.transfer_syntax_uid.as_str()).map(|c| c.0)
+        let stored = record.transfer_syntax_uid.as_str();
+        let for_class = || self.0.iter().filter(|(_, a, _)| a == record.sop_class_uid.as_str());
+        if let Some(exact) = for_class().find(|(_, _, t)| t == stored) {
+            return Some(exact.0);
+        }
+        let rank = |t: &str| match t {
+            EXPLICIT_VR_LITTLE_ENDIAN => 0,
+            IMPLICIT_VR_LITTLE_ENDIAN => 1,
+            _ => 2,
+        };
+        // Never into a lossy syntax: that would be a new instance under the old UID.
+        for_class().filter(|(_, _, t)| !pacs_codec::syntax::is_lossy(t) && pacs_codec::can_transcode(stored, t)).min_by_key(|(_, _, t)| rank(t)).map(|c| c.0)
+    }
+
+    /// The transfer syntax of an accepted context.
+    pub fn transfer_syntax(&self, context: u8) -> Option<&str> {
+        self.0.iter().find(|c| c.0 == context).map(|c| c.2.as_str())
     }
 }
 
@@ -134,6 +159,32 @@ fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord, chunk: usize) 
     rx
 }
 
+/// Converts the data set of `record` to `target` on the blocking pool, then hands it out in
+/// fragments of at most `chunk` bytes; the error says why it could not be converted.
+async fn transcoded_data_set(
+    archive: Arc<Archive>,
+    record: InstanceRecord,
+    target: String,
+    chunk: usize,
+) -> std::result::Result<mpsc::Receiver<std::io::Result<Bytes>>, String> {
+    let converted = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<u8>, String> {
+        let mut reader = archive.read(&record).map_err(|e| e.to_string())?;
+        let options = pacs_codec::TranscodeOptions { output: pacs_codec::Output::DataSet, ..Default::default() };
+        let mut out = Vec::new();
+        let report = pacs_codec::transcode_with(&mut reader, &target, &options, &mut out).map_err(|e| e.to_string())?;
+        tracing::debug!(sop_instance_uid = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = %report.target_transfer_syntax, frames = report.frames, "converted for sending");
+        Ok(out)
+    })
+    .await
+    .map_err(|e| format!("conversion task: {e}"))??;
+    let pieces: Vec<_> = converted.chunks(chunk.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let (tx, rx) = mpsc::channel(pieces.len().max(1));
+    for piece in pieces {
+        let _ = tx.try_send(piece);
+    }
+    Ok(rx)
+}
+
 /// Where the storage sub-operations of a C-MOVE go.
 #[derive(Clone, Copy, Debug)]
 pub struct Destination<'a> {
@@ -164,12 +215,20 @@ pub async fn send_all(
     }
     let Destination { our_ae, called, address } = destination;
     let mut options = ClientAssociationOptions::new().calling_ae_title(our_ae.to_owned()).called_ae_title(called.to_owned());
+    // One context per SOP class and stored syntax, and one per SOP class in the uncompressed
+    // syntaxes, to convert into when the destination refuses the stored one.
     let mut proposed: Vec<(String, String)> = Vec::new();
+    let uncompressed = format!("{EXPLICIT_VR_LITTLE_ENDIAN}+{IMPLICIT_VR_LITTLE_ENDIAN}");
     for r in &records {
         let pair = (r.sop_class_uid.to_string(), r.transfer_syntax_uid.to_string());
         if !proposed.contains(&pair) {
             options = options.with_presentation_context(pair.0.clone(), vec![pair.1.clone()]);
             proposed.push(pair);
+        }
+        let fallback = (r.sop_class_uid.to_string(), uncompressed.clone());
+        if !proposed.contains(&fallback) {
+            options = options.with_presentation_context(fallback.0.clone(), vec![EXPLICIT_VR_LITTLE_ENDIAN.to_owned(), IMPLICIT_VR_LITTLE_ENDIAN.to_owned()]);
+            proposed.push(fallback);
         }
     }
     let peer = format!("{called}@{address}");
@@ -202,7 +261,9 @@ pub async fn send_all(
 
 /// Sends one instance as a C-STORE sub-operation on `ul` (presentation context `context`) and
 /// returns the status of the peer's C-STORE-RSP. The data set streams from the blob in
-/// fragments that fit the peer's maximum PDU length.
+/// fragments that fit the peer's maximum PDU length. When the context's transfer syntax is not
+/// the stored one, the instance is converted first; if that fails, nothing is sent and the
+/// status is 0xA900 (the sub-operation failed).
 ///
 /// On a C-GET association the peer may send a C-CANCEL-RQ before the C-STORE-RSP: with
 /// `cancel` = `(C-GET message ID, flag)`, one for that message sets the flag.
@@ -228,9 +289,25 @@ where
         request.move_originator_ae_title = Some(ae.to_owned());
         request.move_originator_message_id = Some(id);
     }
+    let target = ul
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.id == context)
+        .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned())
+        .unwrap_or_else(|| record.transfer_syntax_uid.to_string());
+    let mut data = if target == record.transfer_syntax_uid.as_str() {
+        stream_data_set(archive, record, chunk)
+    } else {
+        match transcoded_data_set(archive, record, target.clone(), chunk).await {
+            Ok(rx) => rx,
+            Err(reason) => {
+                tracing::warn!(%peer, sop_instance_uid = %sop, transfer_syntax = %target, %reason, "not sent: cannot convert");
+                return Ok(status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS);
+            }
+        }
+    };
     let command = PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: request.encode() };
     AsyncAssociation::send(ul, &Pdu::PData { data: vec![command] }).await.map_err(ul_error)?;
-    let mut data = stream_data_set(archive, record, chunk);
     let mut next = data.recv().await;
     while let Some(piece) = next {
         let piece = piece.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;

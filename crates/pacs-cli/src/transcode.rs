@@ -1,0 +1,64 @@
+//! `pacs transcode`: converts one DICOM file to another transfer syntax.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+/// Arguments of `pacs transcode`.
+#[derive(Args)]
+pub struct TranscodeArgs {
+    /// The DICOM file to read.
+    input: PathBuf,
+    /// The file to write (replaced only once the conversion succeeded).
+    output: PathBuf,
+    /// The transfer syntax UID to write, e.g. 1.2.840.10008.1.2.1 (Explicit VR Little Endian),
+    /// 1.2.840.10008.1.2.5 (RLE Lossless), 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless).
+    #[arg(long = "transfer-syntax", short = 't')]
+    transfer_syntax: String,
+    /// Quality of a lossy encoder, 0 to 100.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    quality: Option<u8>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Converts `args.input` into `args.output`; a failure leaves no output file.
+pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
+    let mut input = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let options = pacs_codec::TranscodeOptions { quality: args.quality, ..Default::default() };
+    let mut converted = Vec::new();
+    let report = pacs_codec::transcode_with(&mut input, &args.transfer_syntax, &options, &mut converted)
+        .with_context(|| format!("transcoding {} to {}", args.input.display(), args.transfer_syntax))?;
+    let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| std::path::Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    temp.write_all(&converted).and_then(|()| temp.as_file().sync_all()).with_context(|| format!("writing {}", args.output.display()))?;
+    temp.persist(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    if args.json {
+        let new_uid = report.new_sop_instance_uid.as_ref().map(|(old, new)| serde_json::json!({"old": old, "new": new}));
+        println!(
+            "{}",
+            serde_json::json!({
+                "source_transfer_syntax": report.source_transfer_syntax,
+                "target_transfer_syntax": report.target_transfer_syntax,
+                "frames": report.frames,
+                "pixel_data_reencoded": report.pixel_data_reencoded,
+                "new_sop_instance_uid": new_uid,
+            })
+        );
+    } else {
+        println!(
+            "{} -> {} ({} frames)",
+            pacs_codec::syntax::name(&report.source_transfer_syntax),
+            pacs_codec::syntax::name(&report.target_transfer_syntax),
+            report.frames
+        );
+        if let Some((old, new)) = &report.new_sop_instance_uid {
+            println!("lossy: new SOP Instance UID {new} (was {old})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
