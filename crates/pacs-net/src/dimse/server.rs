@@ -620,8 +620,8 @@ impl Association {
                     let id = message_id.wrapping_add(i as u16 + 1);
                     retrieve::store_one(ul, Arc::clone(&self.archive), record, store_context, id, None, Some((message_id, &mut cancelled))).await?
                 }
-                // No presentation context for this SOP class and stored syntax (transcoding
-                // comes with the pixel data layer).
+                // No accepted context for this SOP class in its stored syntax or in one we can
+                // convert it to.
                 None => status::SOP_CLASS_NOT_SUPPORTED,
             };
             if counts.record(code) {
