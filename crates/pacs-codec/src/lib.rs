@@ -21,6 +21,7 @@
 //! | JPEG 2000 lossless, lossy | `codecs` | ✗ |
 
 pub mod error;
+pub mod render;
 pub mod rle;
 pub mod syntax;
 mod transcode;

@@ -1,0 +1,614 @@
+//! Rendering of one frame of a DICOM object to an 8-bit image, JPEG or PNG: what `/rendered`,
+//! `/thumbnail`, WADO-URI and `pacs render` show.
+//!
+//! The frame is decoded from any transfer syntax this build reads ([`crate::can_read`]): native
+//! pixel data as it is, RLE Lossless by our own decoder (any bits per sample), the other
+//! compressed syntaxes by dicom-pixeldata. Then, as PS3.3 C.11 and PS3.4 N.2 order it:
+//!
+//! 1. grayscale (MONOCHROME1, MONOCHROME2; 8, 16 or 32 bits allocated, signed or not): the
+//!    Modality LUT as Rescale Slope and Intercept, the linear VOI window (the one asked for, else
+//!    the object's first Window Center and Width, else the frame's range), MONOCHROME1 inverted;
+//! 2. colour: RGB, YBR_FULL and YBR_FULL_422 (to RGB with the PS3.3 C.7.6.3.1.2 equations),
+//!    PALETTE COLOR (through the Red, Green and Blue Palette Color Lookup Tables), either planar
+//!    configuration; samples of more than 8 bits are scaled to 8;
+//! 3. the viewport: the image fitted within a width and height, keeping its aspect ratio (an
+//!    area average when shrinking);
+//! 4. [`encode`] as baseline JPEG or 8-bit PNG.
+//!
+//! Not supported (answered [`Error::Unsupported`]): the Modality LUT Sequence, the VOI LUT
+//! Sequence and the sigmoid VOI function, segmented palettes, 1-bit pixels and YBR_PARTIAL
+//! (these are rare in stored objects).
+//!
+//! ```no_run
+//! use pacs_codec::render::{self, ImageFormat, RenderOptions};
+//!
+//! let mut input = std::fs::File::open("ct.dcm")?;
+//! let options = RenderOptions { window: Some((40.0, 400.0)), viewport: Some((256, 256)), ..RenderOptions::default() };
+//! let image = render::render(&mut input, &options)?;
+//! std::fs::write("ct.png", render::encode(&image, ImageFormat::Png, 90)?)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::error::{Error, Result};
+use crate::rle::{self, FrameLayout};
+use crate::syntax::{self, RLE_LOSSLESS};
+
+/// What [`Error::Unsupported`] names as the target of a rendering.
+const RENDERED: &str = "a rendered image";
+
+/// The output image format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// `image/jpeg`: baseline, 8 bits.
+    Jpeg,
+    /// `image/png`: 8 bits, gray or RGB.
+    Png,
+}
+
+impl ImageFormat {
+    /// The media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+        }
+    }
+
+    /// The format a file name's extension names (`.png`, `.jpg`, `.jpeg`; any case).
+    pub fn from_extension(path: &std::path::Path) -> Option<ImageFormat> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "png" => Some(ImageFormat::Png),
+            "jpg" | "jpeg" => Some(ImageFormat::Jpeg),
+            _ => None,
+        }
+    }
+}
+
+/// How to render one frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderOptions {
+    /// The frame, from 1.
+    pub frame: u32,
+    /// The VOI window (center, width) in modality units, overriding the object's.
+    pub window: Option<(f64, f64)>,
+    /// Fit the image within (width, height) pixels, keeping its aspect ratio.
+    pub viewport: Option<(u32, u32)>,
+    /// Whether the viewport may also enlarge the image (otherwise it only shrinks it, as
+    /// DICOMweb thumbnails do).
+    pub enlarge: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { frame: 1, window: None, viewport: None, enlarge: false }
+    }
+}
+
+/// An 8-bit image ready to encode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Samples per pixel: 1 (gray) or 3 (RGB).
+    pub channels: u8,
+    /// The pixels, row by row, channels interleaved.
+    pub pixels: Vec<u8>,
+}
+
+/// One of the three Palette Color Lookup Tables (PS3.3 C.7.6.3.1.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaletteLut {
+    /// The first stored pixel value mapped (values below map to the first entry).
+    pub first_mapped: i64,
+    /// Bits per entry: 8 or 16.
+    pub bits: u16,
+    /// The entries.
+    pub entries: Vec<u16>,
+}
+
+/// What the header says about the pixels of a decoded frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameDescription {
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub columns: u32,
+    /// Bits Allocated.
+    pub bits_allocated: u16,
+    /// Bits Stored.
+    pub bits_stored: u16,
+    /// Pixel Representation 1 (two's complement).
+    pub signed: bool,
+    /// Samples per Pixel.
+    pub samples: u16,
+    /// Planar Configuration 1 (colour by plane).
+    pub planar: bool,
+    /// Photometric Interpretation, e.g. `MONOCHROME2`.
+    pub photometric: String,
+    /// Rescale Slope (1 when absent).
+    pub slope: f64,
+    /// Rescale Intercept (0 when absent).
+    pub intercept: f64,
+    /// The first Window Center and Width of the object, if any.
+    pub window: Option<(f64, f64)>,
+    /// Whether samples of more than 8 bits are big endian (Explicit VR Big Endian, read in
+    /// place); decoded frames are little endian.
+    pub big_endian: bool,
+    /// Red, green and blue lookup tables of PALETTE COLOR.
+    pub palette: Option<Box<[PaletteLut; 3]>>,
+}
+
+/// Reads a Part 10 object from `input` and renders one frame of it (see the module).
+pub fn render(input: &mut dyn Read, options: &RenderOptions) -> Result<Image> {
+    let object = catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(input)))
+        .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
+        .map_err(|e| Error::Invalid { reason: e.to_string() })?;
+    render_object(&object, options)
+}
+
+/// Renders one frame of an object already in memory (see the module).
+pub fn render_object(object: &DefaultDicomObject, options: &RenderOptions) -> Result<Image> {
+    let (description, frame) = decode_frame(object, options.frame)?;
+    let image = frame_to_image(&description, &frame, options.window)?;
+    Ok(match options.viewport {
+        Some(viewport) => fit(image, viewport, options.enlarge),
+        None => image,
+    })
+}
+
+/// The number of frames of an object (1 without Number of Frames, 0 without Pixel Data).
+pub fn frame_count(object: &DefaultDicomObject) -> u32 {
+    if object.get(tags::PIXEL_DATA).is_none() {
+        return 0;
+    }
+    int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1)
+}
+
+/// Decodes frame `frame` (from 1) of `object`: its description, and its native samples (little
+/// endian unless [`FrameDescription::big_endian`]).
+///
+/// Compressed pixel data comes back as the decoder leaves it: JPEG, JPEG-LS and JPEG 2000
+/// colour frames as RGB, pixel-interleaved.
+pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDescription, Vec<u8>)> {
+    let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
+    let count = frame_count(object);
+    if count == 0 {
+        return Err(Error::Invalid { reason: format!("{} has no Pixel Data: nothing to render", sop_instance_uid(object)) });
+    }
+    if frame == 0 || frame > count {
+        return Err(Error::Invalid { reason: format!("frame {frame} of {} ({count} frames)", sop_instance_uid(object)) });
+    }
+    if !syntax::can_read(&ts) {
+        return Err(Error::Unsupported { from: ts, to: RENDERED.into(), reason: "the transfer syntax cannot be decoded by this build".into() });
+    }
+    let mut description = describe(object)?;
+    let pixel_error = |reason: String| Error::PixelData { sop_instance_uid: sop_instance_uid(object), from: ts.clone(), to: RENDERED.into(), reason };
+    if ts == RLE_LOSSLESS {
+        let bits = description.bits_allocated;
+        if bits == 0 || !bits.is_multiple_of(8) {
+            return Err(pixel_error(format!("RLE Lossless with Bits Allocated {bits}")));
+        }
+        let layout = FrameLayout {
+            rows: description.rows as usize,
+            columns: description.columns as usize,
+            samples_per_pixel: usize::from(description.samples),
+            bytes_per_sample: usize::from(bits / 8),
+            planar: false,
+        };
+        let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or_else(|| pixel_error("Pixel Data is not encapsulated".into()))?;
+        let fragment = fragments.get(frame as usize - 1).ok_or_else(|| pixel_error(format!("{} fragments for {count} frames", fragments.len())))?;
+        let data = rle::decode_frame(fragment, layout).map_err(|e| pixel_error(format!("frame {frame}: {e}")))?;
+        description.planar = false;
+        return Ok((description, data));
+    }
+    let encapsulated = TransferSyntaxRegistry.get(&ts).is_some_and(|t| t.is_encapsulated_pixel_data());
+    if !encapsulated {
+        // Native pixel data: the frame's bytes as stored.
+        let bytes = object.get(tags::PIXEL_DATA).and_then(|e| e.to_bytes().ok()).ok_or_else(|| pixel_error("Pixel Data has no bytes".into()))?;
+        let frame_len = native_frame_len(&description)?;
+        let start = frame_len * (frame as usize - 1);
+        let data = bytes
+            .get(start..start + frame_len)
+            .ok_or_else(|| pixel_error(format!("Pixel Data has {} bytes, frame {frame} ends at {}", bytes.len(), start + frame_len)))?;
+        // dicom-object holds OW values read in big endian as numbers, written back little endian.
+        description.big_endian = false;
+        return Ok((description, data.to_vec()));
+    }
+    let decoded = catch_unwind(AssertUnwindSafe(|| object.decode_pixel_data_frame(frame - 1).map(|d| d.to_owned())))
+        .map_err(|_| pixel_error("the codec panicked (corrupt pixel data?)".into()))?
+        .map_err(|e| pixel_error(e.to_string()))?;
+    description.photometric = decoded.photometric_interpretation().as_str().to_owned();
+    description.planar = decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::PixelFirst;
+    description.big_endian = false;
+    if let Ok([rescale, ..]) = decoded.rescale() {
+        (description.slope, description.intercept) = (rescale.slope, rescale.intercept);
+    }
+    if let Ok(Some([window, ..])) = decoded.window()
+        && window.width >= 1.0
+    {
+        description.window = Some((window.center, window.width));
+    }
+    Ok((description, decoded.into_data()))
+}
+
+/// The attributes of `object` that rendering needs.
+fn describe(object: &DefaultDicomObject) -> Result<FrameDescription> {
+    let missing = |name: &str| Error::Invalid { reason: format!("{} has no {name}: nothing to render", sop_instance_uid(object)) };
+    let rows = int(object, tags::ROWS).ok_or_else(|| missing("Rows"))?;
+    let columns = int(object, tags::COLUMNS).ok_or_else(|| missing("Columns"))?;
+    let bits_allocated = int(object, tags::BITS_ALLOCATED).ok_or_else(|| missing("Bits Allocated"))? as u16;
+    let bits_stored = int(object, tags::BITS_STORED).map_or(bits_allocated, |b| b as u16).clamp(1, bits_allocated.max(1));
+    let photometric = text(object, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
+    let window = match (decimal(object, tags::WINDOW_CENTER), decimal(object, tags::WINDOW_WIDTH)) {
+        (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
+        _ => None,
+    };
+    let palette = if photometric == "PALETTE COLOR" { Some(Box::new(palette(object)?)) } else { None };
+    Ok(FrameDescription {
+        rows,
+        columns,
+        bits_allocated,
+        bits_stored,
+        signed: int(object, tags::PIXEL_REPRESENTATION) == Some(1),
+        samples: int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+        planar: int(object, tags::PLANAR_CONFIGURATION) == Some(1),
+        photometric,
+        slope: decimal(object, tags::RESCALE_SLOPE).unwrap_or(1.0),
+        intercept: decimal(object, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+        window,
+        big_endian: false,
+        palette,
+    })
+}
+
+/// The three Palette Color Lookup Tables of `object`.
+fn palette(object: &DefaultDicomObject) -> Result<[PaletteLut; 3]> {
+    let one = |descriptor: Tag, data: Tag, colour: &str| -> Result<PaletteLut> {
+        let unsupported = |reason: String| Error::Unsupported { from: "PALETTE COLOR".into(), to: RENDERED.into(), reason };
+        let values: Vec<i64> = object.get(descriptor).and_then(|e| e.to_multi_int::<i64>().ok()).unwrap_or_default();
+        let [entries, first, bits] = values[..] else {
+            return Err(unsupported(format!("no {colour} Palette Color Lookup Table Descriptor (segmented palettes are not supported)")));
+        };
+        let entries = if entries == 0 { 65536 } else { entries as u16 as usize };
+        let bits = bits as u16;
+        let bytes = object.get(data).and_then(|e| e.to_bytes().ok()).ok_or_else(|| unsupported(format!("no {colour} Palette Color Lookup Table Data")))?;
+        let values: Vec<u16> = if bits <= 8 && bytes.len() >= entries && bytes.len() < entries * 2 {
+            bytes.iter().take(entries).map(|b| u16::from(*b)).collect()
+        } else {
+            bytes.chunks_exact(2).take(entries).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+        };
+        if values.is_empty() {
+            return Err(unsupported(format!("the {colour} Palette Color Lookup Table is empty")));
+        }
+        // A first mapped value is US, or SS when the pixels are signed.
+        let first = if int(object, tags::PIXEL_REPRESENTATION) == Some(1) { i64::from(first as u16 as i16) } else { first & 0xFFFF };
+        Ok(PaletteLut { first_mapped: first, bits, entries: values })
+    };
+    Ok([
+        one(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, "Red")?,
+        one(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA, "Green")?,
+        one(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA, "Blue")?,
+    ])
+}
+
+/// The bytes of one native frame.
+fn native_frame_len(d: &FrameDescription) -> Result<usize> {
+    let pixels = d.rows as usize * d.columns as usize;
+    if d.bits_allocated == 0 || !d.bits_allocated.is_multiple_of(8) {
+        return Err(unsupported_pixels(d));
+    }
+    let bytes = usize::from(d.bits_allocated / 8);
+    Ok(if d.photometric == "YBR_FULL_422" { pixels * 2 * bytes } else { pixels * usize::from(d.samples) * bytes })
+}
+
+fn unsupported_pixels(d: &FrameDescription) -> Error {
+    Error::Unsupported {
+        from: d.photometric.clone(),
+        to: RENDERED.into(),
+        reason: format!("{} samples per pixel of {} bits allocated are not supported", d.samples, d.bits_allocated),
+    }
+}
+
+/// The linear VOI function of PS3.3 C.11.2.1.2.1, to 0..=255.
+pub fn window_value(x: f64, center: f64, width: f64) -> u8 {
+    let lo = center - 0.5 - (width - 1.0) / 2.0;
+    let hi = center - 0.5 + (width - 1.0) / 2.0;
+    if x <= lo {
+        0
+    } else if x > hi || width <= 1.0 {
+        255
+    } else {
+        (((x - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8
+    }
+}
+
+/// Reads sample `i` of a frame of `bytes_per`-byte samples as an integer, masked to `stored` bits
+/// and sign-extended when `signed`.
+fn sample(frame: &[u8], i: usize, bytes_per: usize, big_endian: bool, stored: u32, signed: bool) -> i64 {
+    let c = &frame[i * bytes_per..(i + 1) * bytes_per];
+    let raw: u64 = match (bytes_per, big_endian) {
+        (1, _) => u64::from(c[0]),
+        (2, false) => u64::from(u16::from_le_bytes([c[0], c[1]])),
+        (2, true) => u64::from(u16::from_be_bytes([c[0], c[1]])),
+        (_, false) => u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        (_, true) => u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+    };
+    let mask: u64 = if stored >= 32 { u64::from(u32::MAX) } else { (1u64 << stored) - 1 };
+    let raw = raw & mask;
+    if signed && stored > 0 && raw & (1 << (stored - 1)) != 0 { raw as i64 - (1i64 << stored) } else { raw as i64 }
+}
+
+/// Turns one decoded frame into an 8-bit image (grayscale through the Modality LUT and the VOI
+/// window `window`, else the description's, else the frame's range; colour to RGB).
+pub fn frame_to_image(d: &FrameDescription, frame: &[u8], window: Option<(f64, f64)>) -> Result<Image> {
+    let count = d.rows as usize * d.columns as usize;
+    let bytes_per = match d.bits_allocated {
+        8 => 1,
+        16 => 2,
+        32 => 4,
+        _ => return Err(unsupported_pixels(d)),
+    };
+    let short = |expected: usize| Error::Invalid { reason: format!("the frame has {} bytes, {expected} expected", frame.len()) };
+    let stored = u32::from(d.bits_stored.min(32));
+    match (d.photometric.as_str(), d.samples) {
+        ("MONOCHROME1" | "MONOCHROME2", 1) => {
+            if frame.len() < count * bytes_per {
+                return Err(short(count * bytes_per));
+            }
+            let values: Vec<f64> = (0..count).map(|i| sample(frame, i, bytes_per, d.big_endian, stored, d.signed) as f64 * d.slope + d.intercept).collect();
+            let (center, width) = match window.or(d.window) {
+                Some(w) => w,
+                None => {
+                    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+                    if values.is_empty() { (0.0, 1.0) } else { ((lo + hi + 1.0) / 2.0, (hi - lo + 1.0).max(1.0)) }
+                }
+            };
+            let invert = d.photometric == "MONOCHROME1";
+            let pixels = values
+                .iter()
+                .map(|v| {
+                    let g = window_value(*v, center, width);
+                    if invert { 255 - g } else { g }
+                })
+                .collect();
+            Ok(Image { width: d.columns, height: d.rows, channels: 1, pixels })
+        }
+        ("PALETTE COLOR", 1) => {
+            let Some(luts) = &d.palette else {
+                return Err(Error::Invalid { reason: "PALETTE COLOR without lookup tables".into() });
+            };
+            if frame.len() < count * bytes_per {
+                return Err(short(count * bytes_per));
+            }
+            let mut pixels = Vec::with_capacity(count * 3);
+            for i in 0..count {
+                let index = sample(frame, i, bytes_per, d.big_endian, stored, d.signed);
+                for lut in luts.iter() {
+                    let at = (index - lut.first_mapped).clamp(0, lut.entries.len() as i64 - 1) as usize;
+                    let value = lut.entries[at];
+                    pixels.push(if lut.bits > 8 { (value >> 8) as u8 } else { value.min(255) as u8 });
+                }
+            }
+            Ok(Image { width: d.columns, height: d.rows, channels: 3, pixels })
+        }
+        ("RGB" | "YBR_FULL" | "YBR_FULL_422", 3) => {
+            let subsampled = d.photometric == "YBR_FULL_422";
+            let expected = if subsampled { count * 2 * bytes_per } else { count * 3 * bytes_per };
+            if frame.len() < expected {
+                return Err(short(expected));
+            }
+            // Samples of more than 8 bits are scaled to 8.
+            let max = if stored >= 32 { f64::from(u32::MAX) } else { ((1u64 << stored) - 1) as f64 };
+            let to8 = |i: usize| -> f64 {
+                let v = sample(frame, i, bytes_per, d.big_endian, stored, false) as f64;
+                if stored == 8 { v } else { v * 255.0 / max }
+            };
+            let mut pixels = Vec::with_capacity(count * 3);
+            let columns = d.columns as usize;
+            for i in 0..count {
+                let (a, b, c) = if subsampled {
+                    // Two pixels of a row share Cb and Cr: Y0 Y1 Cb Cr (PS3.3 C.7.6.3.1.2).
+                    let (row, col) = (i / columns, i % columns);
+                    let pair = (row * columns.div_ceil(2) + col / 2) * 4;
+                    (to8(pair + (col % 2)), to8(pair + 2), to8(pair + 3))
+                } else if d.planar {
+                    (to8(i), to8(count + i), to8(2 * count + i))
+                } else {
+                    (to8(3 * i), to8(3 * i + 1), to8(3 * i + 2))
+                };
+                let clamp = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+                if d.photometric == "RGB" {
+                    pixels.extend_from_slice(&[clamp(a), clamp(b), clamp(c)]);
+                } else {
+                    let (y, cb, cr) = (a, b - 128.0, c - 128.0);
+                    pixels.extend_from_slice(&[clamp(y + 1.402 * cr), clamp(y - 0.344_136 * cb - 0.714_136 * cr), clamp(y + 1.772 * cb)]);
+                }
+            }
+            Ok(Image { width: d.columns, height: d.rows, channels: 3, pixels })
+        }
+        (other, samples) => Err(Error::Unsupported {
+            from: other.to_owned(),
+            to: RENDERED.into(),
+            reason: format!("{other} with {samples} samples per pixel is not supported"),
+        }),
+    }
+}
+
+/// Fits an image within `(width, height)` keeping its aspect ratio: shrunk by averaging the
+/// source pixels each output pixel covers; enlarged (nearest neighbour) only when `enlarge`.
+pub fn fit(image: Image, (max_w, max_h): (u32, u32), enlarge: bool) -> Image {
+    if image.width == 0 || image.height == 0 || max_w == 0 || max_h == 0 {
+        return image;
+    }
+    let fits = image.width <= max_w && image.height <= max_h;
+    if fits && !enlarge {
+        return image;
+    }
+    let scale = f64::min(f64::from(max_w) / f64::from(image.width), f64::from(max_h) / f64::from(image.height));
+    let w = ((f64::from(image.width) * scale).round() as u32).clamp(1, max_w);
+    let h = ((f64::from(image.height) * scale).round() as u32).clamp(1, max_h);
+    if (w, h) == (image.width, image.height) {
+        return image;
+    }
+    let ch = usize::from(image.channels);
+    let (sw, sh) = (image.width as usize, image.height as usize);
+    let mut pixels = Vec::with_capacity(w as usize * h as usize * ch);
+    let span = |i: u32, out: u32, len: usize| -> (usize, usize) {
+        let start = (u64::from(i) * len as u64 / u64::from(out)) as usize;
+        let end = ((u64::from(i) + 1) * len as u64 / u64::from(out)) as usize;
+        (start.min(len - 1), end.clamp(start + 1, len))
+    };
+    for y in 0..h {
+        let (y0, y1) = span(y, h, sh);
+        for x in 0..w {
+            let (x0, x1) = span(x, w, sw);
+            let n = ((y1 - y0) * (x1 - x0)) as u64;
+            for c in 0..ch {
+                let mut sum = 0u64;
+                for sy in y0..y1 {
+                    let row = sy * sw;
+                    for sx in x0..x1 {
+                        sum += u64::from(image.pixels[(row + sx) * ch + c]);
+                    }
+                }
+                pixels.push(((sum + n / 2) / n) as u8);
+            }
+        }
+    }
+    Image { width: w, height: h, channels: image.channels, pixels }
+}
+
+/// Encodes an image as JPEG (quality 1 to 100) or PNG.
+pub fn encode(image: &Image, format: ImageFormat, quality: u8) -> Result<Vec<u8>> {
+    let failed = |e: String| Error::Write { source: std::io::Error::other(e) };
+    let mut out = Vec::new();
+    match format {
+        ImageFormat::Jpeg => {
+            let (Ok(w), Ok(h)) = (u16::try_from(image.width), u16::try_from(image.height)) else {
+                return Err(Error::Unsupported {
+                    from: format!("{}x{}", image.width, image.height),
+                    to: "image/jpeg".into(),
+                    reason: "JPEG output is limited to 65535 pixels a side; ask for a viewport".into(),
+                });
+            };
+            let color = if image.channels == 3 { jpeg_encoder::ColorType::Rgb } else { jpeg_encoder::ColorType::Luma };
+            jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100)).encode(&image.pixels, w, h, color).map_err(|e| failed(e.to_string()))?;
+        }
+        ImageFormat::Png => {
+            let mut encoder = png::Encoder::new(&mut out, image.width, image.height);
+            encoder.set_color(if image.channels == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale });
+            encoder.set_depth(png::BitDepth::Eight);
+            let mut writer = encoder.write_header().map_err(|e| failed(e.to_string()))?;
+            writer.write_image_data(&image.pixels).map_err(|e| failed(e.to_string()))?;
+            writer.finish().map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+fn int(object: &DefaultDicomObject, tag: Tag) -> Option<u32> {
+    object.get(tag).and_then(|e| e.to_int::<u32>().ok())
+}
+
+fn decimal(object: &DefaultDicomObject, tag: Tag) -> Option<f64> {
+    object.get(tag).and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied()).filter(|v| v.is_finite())
+}
+
+fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    object.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn sop_instance_uid(object: &DefaultDicomObject) -> String {
+    text(object, tags::SOP_INSTANCE_UID).unwrap_or_else(|| "the object".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gray(photometric: &str, bits: u16, stored: u16, signed: bool, window: Option<(f64, f64)>) -> FrameDescription {
+        FrameDescription {
+            rows: 1,
+            columns: 2,
+            bits_allocated: bits,
+            bits_stored: stored,
+            signed,
+            samples: 1,
+            planar: false,
+            photometric: photometric.into(),
+            slope: 1.0,
+            intercept: 0.0,
+            window,
+            big_endian: false,
+            palette: None,
+        }
+    }
+
+    #[test]
+    fn linear_window() {
+        assert_eq!(window_value(-1000.0, 40.0, 400.0), 0);
+        assert_eq!(window_value(1000.0, 40.0, 400.0), 255);
+        assert_eq!(window_value(40.0, 40.0, 400.0), 128);
+    }
+
+    #[test]
+    fn monochrome1_is_inverted_and_signed_values_extended() {
+        let d = gray("MONOCHROME1", 16, 12, true, Some((0.0, 100.0)));
+        // 0xFFF is -1 in 12 bits; 0x032 is 50.
+        let image = frame_to_image(&d, &[0xFF, 0x0F, 0x32, 0x00], None).expect("render");
+        assert_eq!(image.pixels, vec![255 - window_value(-1.0, 0.0, 100.0), 0]);
+    }
+
+    #[test]
+    fn rescale_comes_before_the_window() {
+        let d = FrameDescription { slope: 2.0, intercept: -100.0, ..gray("MONOCHROME2", 8, 8, false, None) };
+        let image = frame_to_image(&d, &[50, 100], Some((0.0, 200.0))).expect("render");
+        assert_eq!(image.pixels, vec![window_value(0.0, 0.0, 200.0), window_value(100.0, 0.0, 200.0)]);
+    }
+
+    #[test]
+    fn palette_and_ybr_full_422() {
+        let lut = |scale: u16| PaletteLut { first_mapped: 10, bits: 16, entries: (0..4).map(|i| i * scale * 256).collect() };
+        let d = FrameDescription { palette: Some(Box::new([lut(1), lut(2), lut(3)])), ..gray("PALETTE COLOR", 8, 8, false, None) };
+        let image = frame_to_image(&d, &[9, 12], None).expect("render");
+        assert_eq!(image.pixels, vec![0, 0, 0, 2, 4, 6]);
+        // Y0 Y1 Cb Cr, gray: both pixels keep their own luminance.
+        let d = FrameDescription { samples: 3, ..gray("YBR_FULL_422", 8, 8, false, None) };
+        let image = frame_to_image(&d, &[10, 200, 128, 128], None).expect("render");
+        assert_eq!(image.pixels, vec![10, 10, 10, 200, 200, 200]);
+    }
+
+    #[test]
+    fn fit_keeps_the_aspect_ratio_and_averages() {
+        let image = Image { width: 400, height: 200, channels: 1, pixels: vec![7; 400 * 200] };
+        let small = fit(image.clone(), (128, 128), false);
+        assert_eq!((small.width, small.height), (128, 64));
+        assert!(small.pixels.iter().all(|p| *p == 7));
+        assert_eq!(fit(image.clone(), (800, 800), false), image);
+        let large = fit(image, (800, 800), true);
+        assert_eq!((large.width, large.height), (800, 400));
+        let checker = Image { width: 2, height: 2, channels: 1, pixels: vec![0, 255, 255, 0] };
+        assert_eq!(fit(checker, (1, 1), false).pixels, vec![128]);
+    }
+
+    #[test]
+    fn formats_from_extensions() {
+        assert_eq!(ImageFormat::from_extension("a/b.PNG".as_ref()), Some(ImageFormat::Png));
+        assert_eq!(ImageFormat::from_extension("b.jpeg".as_ref()), Some(ImageFormat::Jpeg));
+        assert_eq!(ImageFormat::from_extension("b.gif".as_ref()), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! Rendering against DCMTK: each of pydicom's test files, of several transfer syntaxes and
+//! photometric interpretations, rendered by us and by `dcm2pnm` (native and RLE), `dcmj2pnm`
+//! (JPEG) or `dcml2pnm` (JPEG-LS) with the same window and frame; the two PNGs must agree within
+//! a grey level or two. DCMTK does not read JPEG 2000: that file is compared with pydicom's
+//! decoding (pylibjpeg) windowed by the PS3.3 linear function.
+//!
+//! DCMTK, and Python 3 with pydicom, numpy and pylibjpeg, are required: `scripts/test.sh`
+//! installs them. Missing tools fail the tests, they never skip them.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use pacs_codec::render::{self, Image, ImageFormat, RenderOptions};
+
+fn pydicom_test_file(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.__file__))"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs Python 3 and pydicom"));
+        assert!(out.status.success(), "pydicom cannot be imported: scripts/test.sh installs it");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("test_files")
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "pydicom test file {} is missing", path.display());
+    path
+}
+
+/// Decodes an 8-bit PNG (gray or RGB).
+fn read_png(bytes: &[u8]) -> Image {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(info.bit_depth, png::BitDepth::Eight, "an 8-bit PNG");
+    let channels = match info.color_type {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    pixels.truncate(info.buffer_size());
+    Image { width: info.width, height: info.height, channels, pixels }
+}
+
+/// DCMTK's rendering of `path` as a PNG: `tool` (dcm2pnm, dcmj2pnm or dcml2pnm), with the window
+/// and frame given.
+fn dcmtk(tool: &str, path: &Path, window: Option<(f64, f64)>, frame: u32) -> Image {
+    let out = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
+    let mut command = Command::new(format!("/usr/bin/{tool}"));
+    command.args(["--write-png", "--frame", &frame.to_string()]);
+    if let Some((center, width)) = window {
+        command.args(["--set-window", &center.to_string(), &width.to_string()]);
+    }
+    let output = command
+        .arg(path)
+        .arg(out.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run /usr/bin/{tool} ({e}): scripts/test.sh installs DCMTK"));
+    assert!(output.status.success(), "{tool} {}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+    read_png(&std::fs::read(out.path()).unwrap())
+}
+
+/// Our rendering, through the PNG encoder and back.
+fn ours(path: &Path, window: Option<(f64, f64)>, frame: u32) -> Image {
+    let options = RenderOptions { frame, window, ..RenderOptions::default() };
+    let image = render::render(&mut std::fs::File::open(path).unwrap(), &options).unwrap_or_else(|e| panic!("render {}: {e}", path.display()));
+    read_png(&render::encode(&image, ImageFormat::Png, 90).unwrap())
+}
+
+/// Asserts that two images have the same shape and differ by at most `mean` on average and
+/// `max` anywhere.
+fn assert_close(name: &str, ours: &Image, theirs: &Image, mean: f64, max: u8) {
+    assert_eq!((ours.width, ours.height, ours.channels), (theirs.width, theirs.height, theirs.channels), "{name}: shape");
+    let diffs: Vec<u8> = ours.pixels.iter().zip(&theirs.pixels).map(|(a, b)| a.abs_diff(*b)).collect();
+    let mean_diff = diffs.iter().map(|d| f64::from(*d)).sum::<f64>() / diffs.len() as f64;
+    let max_diff = diffs.iter().copied().max().unwrap_or(0);
+    assert!(mean_diff <= mean && max_diff <= max, "{name}: mean difference {mean_diff:.3} (at most {mean}), max {max_diff} (at most {max})");
+    // Not a blank image on both sides.
+    assert!(ours.pixels.iter().any(|p| *p != ours.pixels[0]), "{name}: a uniform image");
+}
+
+fn check(name: &str, tool: &str, window: Option<(f64, f64)>, frame: u32, mean: f64, max: u8) {
+    let path = pydicom_test_file(name);
+    assert_close(name, &ours(&path, window, frame), &dcmtk(tool, &path, window, frame), mean, max);
+}
+
+#[test]
+fn grayscale_native_big_endian_and_rle_match_dcm2pnm() {
+    check("CT_small.dcm", "dcm2pnm", Some((40.0, 400.0)), 1, 1.0, 2);
+    check("CT_small.dcm", "dcm2pnm", Some((1000.0, 300.0)), 1, 1.0, 2);
+    check("MR_small_bigendian.dcm", "dcm2pnm", Some((600.0, 1600.0)), 1, 1.0, 2);
+    check("MR_small_RLE.dcm", "dcm2pnm", Some((600.0, 1600.0)), 1, 1.0, 2);
+}
+
+#[test]
+fn jpeg_ls_matches_dcml2pnm() {
+    check("MR_small_jpeg_ls_lossless.dcm", "dcml2pnm", Some((600.0, 1600.0)), 1, 1.0, 2);
+}
+
+#[test]
+fn monochrome1_is_inverted_like_dcm2pnm() {
+    // pydicom bundles no MONOCHROME1 file: CT_small relabelled.
+    let object = dicom_object::open_file(pydicom_test_file("CT_small.dcm")).unwrap();
+    let mut object = object;
+    object.put(dicom_core::DataElement::new(dicom_dictionary_std::tags::PHOTOMETRIC_INTERPRETATION, dicom_core::VR::CS, "MONOCHROME1"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mono1.dcm");
+    object.write_to_file(&path).unwrap();
+    let window = Some((40.0, 400.0));
+    let (mono1, theirs) = (ours(&path, window, 1), dcmtk("dcm2pnm", &path, window, 1));
+    assert_close("MONOCHROME1", &mono1, &theirs, 1.0, 2);
+    let mono2 = ours(&pydicom_test_file("CT_small.dcm"), window, 1);
+    assert!(mono1.pixels.iter().zip(&mono2.pixels).all(|(a, b)| *a == 255 - *b), "MONOCHROME1 is MONOCHROME2 inverted");
+}
+
+#[test]
+fn colour_rgb_ybr_and_palette_match_dcmtk() {
+    check("SC_rgb_rle.dcm", "dcm2pnm", None, 1, 0.0, 0);
+    check("SC_rgb_rle_2frame.dcm", "dcm2pnm", None, 2, 0.0, 0);
+    check("SC_rgb_rle_16bit.dcm", "dcm2pnm", None, 1, 1.0, 1);
+    check("SC_rgb_small_odd.dcm", "dcm2pnm", None, 1, 0.0, 0);
+    check("SC_rgb_small_odd_big_endian.dcm", "dcm2pnm", None, 1, 0.0, 0);
+    check("SC_ybr_full_422_uncompressed.dcm", "dcm2pnm", None, 1, 1.0, 2);
+    check("examples_palette.dcm", "dcm2pnm", None, 1, 1.0, 1);
+    // JPEG: two decoders (IDCT, chroma upsampling) differ by a few levels.
+    check("SC_rgb_jpeg_dcmtk.dcm", "dcmj2pnm", None, 1, 2.0, 16);
+    check("SC_rgb_dcmtk_+eb+cr.dcm", "dcmj2pnm", None, 1, 2.0, 16);
+    check("examples_ybr_color.dcm", "dcmj2pnm", None, 5, 2.0, 16);
+}
+
+#[test]
+fn jpeg_2000_matches_pydicom() {
+    // DCMTK does not read JPEG 2000: pydicom (with pylibjpeg) decodes, numpy windows.
+    let path = pydicom_test_file("JPEG2000.dcm");
+    let script = "import sys, numpy, pydicom\n\
+ds = pydicom.dcmread(sys.argv[1])\n\
+a = ds.pixel_array.astype(numpy.float64) * float(ds.get('RescaleSlope', 1)) + float(ds.get('RescaleIntercept', 0))\n\
+c, w = float(sys.argv[2]), float(sys.argv[3])\n\
+lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2\n\
+o = numpy.where(a <= lo, 0.0, numpy.where(a > hi, 255.0, ((a - (c - 0.5)) / (w - 1) + 0.5) * 255))\n\
+sys.stdout.buffer.write(numpy.clip(numpy.round(o), 0, 255).astype(numpy.uint8).tobytes())\n";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .args(["1000", "2000"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs pydicom, numpy and pylibjpeg"));
+    assert!(output.status.success(), "pydicom: {}", String::from_utf8_lossy(&output.stderr));
+    let image = ours(&path, Some((1000.0, 2000.0)), 1);
+    let theirs = Image { width: image.width, height: image.height, channels: 1, pixels: output.stdout };
+    assert_close("JPEG2000.dcm", &image, &theirs, 0.0, 0);
+}
+
+#[test]
+fn frames_viewports_and_errors() {
+    let path = pydicom_test_file("examples_ybr_color.dcm");
+    let options = RenderOptions { frame: 30, viewport: Some((64, 64)), ..RenderOptions::default() };
+    let image = render::render(&mut std::fs::File::open(&path).unwrap(), &options).unwrap();
+    assert_eq!((image.width, image.height, image.channels), (64, 48, 3), "320x240 fits 64x64 as 64x48");
+    let options = RenderOptions { frame: 31, ..RenderOptions::default() };
+    let error = render::render(&mut std::fs::File::open(&path).unwrap(), &options).unwrap_err();
+    assert!(error.to_string().contains("frame 31"), "{error}");
+    let error = render::render(&mut &b"not DICOM"[..], &RenderOptions::default()).unwrap_err();
+    assert!(matches!(error, pacs_codec::Error::Invalid { .. }), "{error}");
+    // The object's own window when none is given: MR_small_RLE has 600/1600.
+    let rle = pydicom_test_file("MR_small_RLE.dcm");
+    assert_eq!(ours(&rle, None, 1), ours(&rle, Some((600.0, 1600.0)), 1));
+    // JPEG output decodes to the same size.
+    let image = render::render(&mut std::fs::File::open(&rle).unwrap(), &RenderOptions::default()).unwrap();
+    let jpeg = render::encode(&image, ImageFormat::Jpeg, 90).unwrap();
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+}
