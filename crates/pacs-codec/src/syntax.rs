@@ -1,5 +1,5 @@
 //! What this build reads and writes: the transfer syntax registry of dicom-rs (with the codec
-//! features compiled in) plus our own encoders.
+//! features compiled in) plus our own encoders (RLE Lossless, JPEG 2000, colour JPEG-LS).
 
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -62,6 +62,10 @@ pub fn can_write(uid: &str) -> bool {
     if uid == RLE_LOSSLESS {
         return true;
     }
+    // Our own encoder (`j2k.rs`), on the OpenJPEG of the codecs.
+    if cfg!(feature = "codecs") && (uid == JPEG_2000_LOSSLESS || uid == JPEG_2000) {
+        return true;
+    }
     if uid == EXPLICIT_VR_BIG_ENDIAN {
         return false;
     }
@@ -122,11 +126,11 @@ mod tests {
         ] {
             assert!(can_read(uid), "read {uid}");
         }
-        for uid in [DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_BASELINE, JPEG_LS_LOSSLESS, JPEG_LS_NEAR_LOSSLESS] {
+        for uid in [DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_BASELINE, JPEG_LS_LOSSLESS, JPEG_LS_NEAR_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000] {
             assert!(can_write(uid), "write {uid}");
         }
-        // FIXME: JPEG 2000, JPEG Extended and JPEG Lossless have no encoder yet.
-        for uid in [JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1, JPEG_2000_LOSSLESS, JPEG_2000] {
+        // FIXME: JPEG Extended and JPEG Lossless have no encoder yet.
+        for uid in [JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1] {
             assert!(!can_write(uid), "write {uid}");
         }
     }
@@ -135,6 +139,7 @@ mod tests {
     #[test]
     fn without_codecs_only_the_uncompressed_syntaxes_and_rle_are_read() {
         assert!(can_read(RLE_LOSSLESS));
+        assert!(!can_write(JPEG_2000_LOSSLESS));
         assert!(!can_read(JPEG_LS_LOSSLESS));
         assert!(!can_read(JPEG_2000_LOSSLESS));
     }

@@ -31,7 +31,8 @@ pub enum Output {
 #[derive(Clone, Debug, Default)]
 pub struct TranscodeOptions {
     /// Quality of lossy encoders, 0 to 100 (JPEG Baseline: 85 by default; JPEG-LS near-lossless:
-    /// 100, that is lossless, by default).
+    /// 100, that is lossless, by default; JPEG 2000: 85 by default, a compression ratio of
+    /// 1 + (100 - quality) / 2, and 100 is lossless).
     pub quality: Option<u8>,
     /// What to write.
     pub output: Output,
@@ -133,14 +134,7 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
     if has_pixels && target_ts == syntax::JPEG_BASELINE && int(&object, tags::BITS_ALLOCATED) != Some(8) {
         return Err(unsupported("JPEG Baseline holds 8-bit samples only"));
     }
-    // FIXME: dicom-rs's JPEG-LS writer encodes colour frames in plane-interleave mode from
-    // pixel-interleaved samples, which other decoders read as scrambled colours.
-    if has_pixels
-        && (target_ts == syntax::JPEG_LS_LOSSLESS || target_ts == syntax::JPEG_LS_NEAR_LOSSLESS)
-        && int(&object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) > 1
-    {
-        return Err(unsupported("JPEG-LS encoding of colour images is not supported yet"));
-    }
+    let own = if has_pixels { own_encoder(target_ts, int(&object, tags::SAMPLES_PER_PIXEL).unwrap_or(1), options.quality) } else { None };
     let pixel_error = |object: &DefaultDicomObject, reason: String| Error::PixelData {
         sop_instance_uid: sop_instance_uid(object),
         from: from.clone(),
@@ -159,10 +153,10 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
             let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
             object.update_meta(|meta| meta.set_transfer_syntax(explicit));
         }
-        if target_ts == RLE_LOSSLESS && has_pixels {
+        if let Some(encoder) = own {
             let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
             object.transcode(explicit).map_err(|e| e.to_string())?;
-            encode_rle(&mut object)?;
+            encode_frames(&mut object, encoder)?;
             object.update_meta(|meta| meta.set_transfer_syntax(target));
             Ok(())
         } else {
@@ -201,7 +195,7 @@ fn frame_layout(object: &DefaultDicomObject) -> std::result::Result<FrameLayout,
     let samples_per_pixel = int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
     let bits_allocated = int(object, tags::BITS_ALLOCATED).ok_or("no Bits Allocated")? as usize;
     if bits_allocated == 0 || !bits_allocated.is_multiple_of(8) {
-        return Err(format!("RLE Lossless needs whole bytes per sample, not Bits Allocated {bits_allocated}"));
+        return Err(format!("encoding needs whole bytes per sample, not Bits Allocated {bits_allocated}"));
     }
     let planar = int(object, tags::PLANAR_CONFIGURATION) == Some(1);
     Ok(FrameLayout { rows, columns, samples_per_pixel, bytes_per_sample: bits_allocated / 8, planar })
@@ -231,26 +225,128 @@ fn decode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String
     Ok(())
 }
 
-/// Replaces the native Pixel Data of `object` by RLE Lossless fragments, one per frame.
-fn encode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String> {
+/// One of our own encoders, chosen for a target syntax (the others are dicom-rs's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum OwnEncoder {
+    /// RLE Lossless (`rle.rs`).
+    Rle,
+    /// JPEG-LS of colour frames, sample-interleaved, with this NEAR (`jpegls.rs`).
+    #[cfg(feature = "codecs")]
+    JpegLs {
+        /// 0 for lossless.
+        near: Option<i32>,
+        /// The quality asked for, when NEAR depends on Bits Stored.
+        quality: Option<u8>,
+    },
+    /// JPEG 2000 (`j2k.rs`).
+    #[cfg(feature = "codecs")]
+    J2k(crate::j2k::Mode),
+}
+
+/// Whether one of our encoders writes `target_ts` for pixel data of `samples_per_pixel` samples.
+fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> Option<OwnEncoder> {
+    #[cfg(not(feature = "codecs"))]
+    let _ = (samples_per_pixel, quality);
+    match target_ts {
+        RLE_LOSSLESS => Some(OwnEncoder::Rle),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_LS_LOSSLESS if samples_per_pixel > 1 => Some(OwnEncoder::JpegLs { near: Some(0), quality: None }),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_LS_NEAR_LOSSLESS if samples_per_pixel > 1 => Some(OwnEncoder::JpegLs { near: None, quality }),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_2000_LOSSLESS => Some(OwnEncoder::J2k(crate::j2k::Mode::Lossless)),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_2000 if quality == Some(100) => Some(OwnEncoder::J2k(crate::j2k::Mode::Lossless)),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_2000 => Some(OwnEncoder::J2k(crate::j2k::Mode::Lossy { ratio: crate::j2k::ratio_for_quality(quality) })),
+        _ => None,
+    }
+}
+
+/// Encodes one native frame into one fragment.
+type FrameEncoder = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String>>;
+
+/// Replaces the native Pixel Data of `object` by fragments of `encoder`, one per frame, with a
+/// Basic Offset Table when there are several frames.
+fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::result::Result<(), String> {
     let layout = frame_layout(object)?;
     let photometric = object.get(tags::PHOTOMETRIC_INTERPRETATION).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_owned()).unwrap_or_default();
-    if photometric.starts_with("YBR") && photometric != "YBR_FULL" {
-        return Err(format!("RLE Lossless cannot hold {photometric} (subsampled) pixel data"));
-    }
     let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
     let pixels = object.get(tags::PIXEL_DATA).ok_or("no Pixel Data")?.to_bytes().map_err(|e| e.to_string())?;
     let frame_len = layout.frame_len();
     if frame_len == 0 || pixels.len() < frame_len * frames {
         return Err(format!("Pixel Data has {} bytes, {frames} frames of {frame_len} expected", pixels.len()));
     }
+    #[cfg(feature = "codecs")]
+    let (bits_stored, signed) =
+        (int(object, tags::BITS_STORED).unwrap_or(layout.bytes_per_sample as u32 * 8), int(object, tags::PIXEL_REPRESENTATION) == Some(1));
+    #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
+    let mut lossy_method = None;
+    let encode: FrameEncoder = match encoder {
+        OwnEncoder::Rle => {
+            if photometric.starts_with("YBR") && photometric != "YBR_FULL" {
+                return Err(format!("RLE Lossless cannot hold {photometric} (subsampled) pixel data"));
+            }
+            Box::new(move |frame| rle::encode_frame(frame, layout).ok_or_else(|| "more than 15 RLE segments per frame".to_owned()))
+        }
+        #[cfg(feature = "codecs")]
+        OwnEncoder::JpegLs { near, quality } => {
+            if photometric != "RGB" && photometric != "YBR_FULL" {
+                return Err(format!("colour JPEG-LS encoding of {photometric} pixel data"));
+            }
+            let near = near.unwrap_or_else(|| crate::jpegls::near_for_quality(quality, bits_stored));
+            if near > 0 {
+                lossy_method = Some("ISO_14495_1");
+            }
+            Box::new(move |samples| {
+                let frame = crate::jpegls::Frame {
+                    samples,
+                    rows: layout.rows as u32,
+                    columns: layout.columns as u32,
+                    samples_per_pixel: layout.samples_per_pixel as u32,
+                    bits_allocated: layout.bytes_per_sample as u32 * 8,
+                    bits_stored,
+                    planar: layout.planar,
+                };
+                crate::jpegls::encode_frame(&frame, near)
+            })
+        }
+        #[cfg(feature = "codecs")]
+        OwnEncoder::J2k(mode) => {
+            let lossless = mode == crate::j2k::Mode::Lossless;
+            match photometric.as_str() {
+                "MONOCHROME1" | "MONOCHROME2" | "RGB" | "YBR_FULL" => {}
+                "PALETTE COLOR" if lossless => {}
+                other => return Err(format!("JPEG 2000 encoding of {other} pixel data{}", if lossless { "" } else { " (lossy)" })),
+            }
+            if !lossless {
+                lossy_method = Some("ISO_15444_1");
+            }
+            Box::new(move |samples| {
+                let frame = crate::j2k::Frame {
+                    samples,
+                    rows: layout.rows as u32,
+                    columns: layout.columns as u32,
+                    samples_per_pixel: layout.samples_per_pixel as u32,
+                    bits_allocated: layout.bytes_per_sample as u32 * 8,
+                    bits_stored,
+                    signed,
+                    planar: layout.planar,
+                };
+                crate::j2k::encode_frame(&frame, mode)
+            })
+        }
+    };
     let mut fragments = Vec::with_capacity(frames);
     let mut offsets = Vec::with_capacity(frames);
     let mut offset = 0u32;
-    for frame in pixels.chunks_exact(frame_len).take(frames) {
-        let fragment = rle::encode_frame(frame, layout).ok_or("more than 15 RLE segments per frame")?;
+    let mut compressed = 0usize;
+    for (i, frame) in pixels.chunks_exact(frame_len).take(frames).enumerate() {
+        let fragment = encode(frame).map_err(|e| if frames > 1 { format!("frame {}: {e}", i + 1) } else { e })?;
         offsets.push(offset);
-        offset = offset.checked_add(fragment.len() as u32 + 8).ok_or("encapsulated pixel data over 4 GiB")?;
+        let len = u32::try_from(fragment.len()).map_err(|_| "a fragment over 4 GiB")?;
+        offset = offset.checked_add(len).and_then(|o| o.checked_add(8)).ok_or("encapsulated pixel data over 4 GiB")?;
+        compressed += fragment.len();
         fragments.push(fragment);
     }
     if frames == 1 {
@@ -260,7 +356,24 @@ fn encode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String
     if layout.samples_per_pixel > 1 {
         object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
     }
+    if let Some(method) = lossy_method {
+        // PS3.3 C.7.6.1.1.5: the ratio and method of each lossy step, appended to earlier ones.
+        let ratio = format!("{:.4}", (frame_len * frames) as f64 / compressed.max(1) as f64);
+        append_value(object, tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, &ratio);
+        append_value(object, tags::LOSSY_IMAGE_COMPRESSION_METHOD, VR::CS, method);
+    }
     Ok(())
+}
+
+/// Adds a value to a multi-valued text attribute (creating it).
+fn append_value(object: &mut DefaultDicomObject, tag: dicom_core::Tag, vr: VR, value: &str) {
+    let mut values: Vec<String> = object
+        .get(tag)
+        .and_then(|e| e.to_multi_str().ok())
+        .map(|v| v.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    values.push(value.to_owned());
+    object.put(DataElement::new(tag, vr, PrimitiveValue::Strs(values.into())));
 }
 
 fn int(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {

@@ -1,5 +1,6 @@
 //! Round trips on pydicom's bundled test files: every lossless conversion is pixel-identical, our
-//! decoding equals pydicom's, and what we write is read by DCMTK and pydicom.
+//! decoding equals pydicom's, and what we write is read by DCMTK and pydicom (JPEG 2000: pydicom
+//! with OpenJPEG, as DCMTK has no JPEG 2000 codec).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,8 @@ const SOURCES: &[&str] = &[
 ];
 
 /// Lossless targets we write.
-const TARGETS: &[&str] = &[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_LS_LOSSLESS];
+const TARGETS: &[&str] =
+    &[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS];
 
 fn test_files() -> PathBuf {
     let out = Command::new("python3").args(["-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.__file__))"]).output().expect("python3 runs");
@@ -59,10 +61,6 @@ fn bits_allocated(bytes: &[u8]) -> u16 {
     attribute(bytes, dicom_dictionary_std::tags::BITS_ALLOCATED)
 }
 
-fn samples_per_pixel(bytes: &[u8]) -> u16 {
-    attribute(bytes, dicom_dictionary_std::tags::SAMPLES_PER_PIXEL)
-}
-
 fn attribute(bytes: &[u8], tag: dicom_core::Tag) -> u16 {
     let object = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(Cursor::new(bytes)).expect("readable object");
     object.element(tag).expect("attribute present").to_int().expect("a number")
@@ -86,13 +84,9 @@ fn lossless_conversions_are_pixel_identical() {
         let (from, first) = decode(&source);
         for &target in TARGETS {
             let result = convert(&source, target);
-            if target == JPEG_LS_LOSSLESS && bits_allocated(&source) > 16 {
-                assert!(matches!(result, Err(Error::PixelData { .. } | Error::Unsupported { .. })), "{name} to JPEG-LS: {result:?}");
-                continue;
-            }
-            if target == JPEG_LS_LOSSLESS && samples_per_pixel(&source) > 1 {
-                // FIXME: colour JPEG-LS encoding (see transcode.rs).
-                assert!(matches!(result, Err(Error::Unsupported { .. })), "{name} to JPEG-LS: {result:?}");
+            if (target == JPEG_LS_LOSSLESS || target == JPEG_2000_LOSSLESS) && bits_allocated(&source) > 16 {
+                // JPEG-LS holds 16 bits at most; OpenJPEG's lossless path, 16 here too.
+                assert!(matches!(result, Err(Error::PixelData { .. } | Error::Unsupported { .. })), "{name} to {target}: {result:?}");
                 continue;
             }
             let converted = result.unwrap_or_else(|e| panic!("{name} ({from}) to {target}: {e}"));
@@ -127,12 +121,23 @@ fn decoded_pixels_equal_pydicom() {
 fn what_we_write_is_read_by_dcmtk_and_pydicom() {
     let dir = test_files();
     let tmp = tempfile::tempdir().expect("temp dir");
+    // DCMTK has no JPEG 2000 decoder: pydicom (with OpenJPEG) checks those alone.
     for (name, target, decompressor) in [
-        ("MR_small.dcm", RLE_LOSSLESS, "dcmdrle"),
-        ("SC_rgb_rle_16bit_2frame.dcm", RLE_LOSSLESS, "dcmdrle"),
-        ("rtdose_rle.dcm", RLE_LOSSLESS, "dcmdrle"),
-        ("MR_small.dcm", JPEG_LS_LOSSLESS, "dcmdjpls"),
-        ("MR_small_jp2klossless.dcm", JPEG_LS_LOSSLESS, "dcmdjpls"),
+        ("MR_small.dcm", RLE_LOSSLESS, Some("dcmdrle")),
+        ("SC_rgb_rle_16bit_2frame.dcm", RLE_LOSSLESS, Some("dcmdrle")),
+        ("rtdose_rle.dcm", RLE_LOSSLESS, Some("dcmdrle")),
+        ("MR_small.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("MR_small_jp2klossless.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("SC_rgb_rle.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("SC_rgb_rle_2frame.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("SC_rgb_rle_16bit_2frame.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("SC_rgb_jpeg_gdcm.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("MR_small.dcm", JPEG_2000_LOSSLESS, None),
+        ("CT_small.dcm", JPEG_2000_LOSSLESS, None),
+        ("MR_small_jpeg_ls_lossless.dcm", JPEG_2000_LOSSLESS, None),
+        ("SC_rgb_rle_2frame.dcm", JPEG_2000_LOSSLESS, None),
+        ("SC_rgb_rle_16bit_2frame.dcm", JPEG_2000_LOSSLESS, None),
+        ("examples_jpeg2k.dcm", JPEG_2000_LOSSLESS, None),
     ] {
         let source = std::fs::read(dir.join(name)).expect("readable test file");
         let (_, expected) = decode(&source);
@@ -140,14 +145,78 @@ fn what_we_write_is_read_by_dcmtk_and_pydicom() {
         std::fs::write(&written, convert(&source, target).expect("converts")).expect("written");
         let dump = Command::new("dcmdump").arg(&written).output().expect("dcmdump runs");
         assert!(dump.status.success(), "dcmdump {name} as {target}: {}", String::from_utf8_lossy(&dump.stderr));
-        let plain = tmp.path().join(format!("{name}.{target}.plain.dcm"));
-        let out = Command::new(decompressor).arg(&written).arg(&plain).output().expect("DCMTK runs");
-        assert!(out.status.success(), "{decompressor} {name} as {target}: {}", String::from_utf8_lossy(&out.stderr));
-        let (ts, dcmtk) = decode(&std::fs::read(&plain).expect("DCMTK wrote"));
-        assert_eq!(ts, EXPLICIT_VR_LITTLE_ENDIAN);
-        assert!(dcmtk == expected, "{name} as {target}: DCMTK's decoding differs");
+        if let Some(decompressor) = decompressor {
+            let plain = tmp.path().join(format!("{name}.{target}.plain.dcm"));
+            let out = Command::new(decompressor).arg(&written).arg(&plain).output().expect("DCMTK runs");
+            assert!(out.status.success(), "{decompressor} {name} as {target}: {}", String::from_utf8_lossy(&out.stderr));
+            let (ts, dcmtk) = decode(&std::fs::read(&plain).expect("DCMTK wrote"));
+            assert_eq!(ts, EXPLICIT_VR_LITTLE_ENDIAN);
+            assert!(dcmtk == expected, "{name} as {target}: DCMTK's decoding differs");
+        }
         assert!(pydicom_pixels(&written) == expected, "{name} as {target}: pydicom's decoding differs");
     }
+}
+
+/// The first fragment of the encapsulated Pixel Data of a Part 10 object.
+fn first_fragment(bytes: &[u8]) -> Vec<u8> {
+    let object = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(Cursor::new(bytes)).expect("readable object");
+    let pixel_data = object.element(dicom_dictionary_std::tags::PIXEL_DATA).expect("Pixel Data");
+    pixel_data.value().fragments().and_then(|f| f.first().cloned()).expect("a fragment")
+}
+
+#[test]
+fn colour_jpeg_ls_is_sample_interleaved() {
+    let source = std::fs::read(test_files().join("SC_rgb_rle.dcm")).expect("readable");
+    let fragment = first_fragment(&convert(&source, JPEG_LS_LOSSLESS).expect("converts"));
+    // SOS: FF DA, length, component count 3, 3 × (id, table), NEAR, ILV.
+    let sos = fragment.windows(2).position(|w| w == [0xFF, 0xDA]).expect("a scan");
+    assert_eq!(fragment[sos + 4], 3, "one scan with the three components");
+    assert_eq!(fragment[sos + 5 + 6 + 1], 2, "ILV: sample interleaved");
+}
+
+#[test]
+fn jpeg_2000_frames_are_codestreams_with_the_stored_precision() {
+    let dir = test_files();
+    for (name, precision, signed) in [("MR_small.dcm", 16, true), ("CT_small.dcm", 16, true), ("SC_rgb_rle_2frame.dcm", 8, false)] {
+        let source = std::fs::read(dir.join(name)).expect("readable");
+        let converted = convert(&source, JPEG_2000_LOSSLESS).expect("converts");
+        let fragment = first_fragment(&converted);
+        // SOC, then SIZ (FF 51): Lsiz (2), Rsiz (2), sizes (8 × 4), Csiz (2), then Ssiz per component.
+        assert_eq!(&fragment[..4], &[0xFF, 0x4F, 0xFF, 0x51], "{name}: a J2K codestream");
+        let ssiz = fragment[4 + 2 + 2 + 32 + 2];
+        assert_eq!((ssiz & 0x7F) + 1, precision, "{name}: precision");
+        assert_eq!(ssiz & 0x80 != 0, signed, "{name}: signedness");
+        assert_eq!(fragment.len() % 2, 0, "{name}: even fragment");
+        let end = if fragment.last() == Some(&0) { fragment.len() - 1 } else { fragment.len() };
+        assert_eq!(&fragment[end - 2..end], &[0xFF, 0xD9], "{name}: ends with EOC (and the padding to an even length)");
+    }
+}
+
+#[test]
+fn lossy_jpeg_2000_is_close_smaller_and_a_new_instance() {
+    let dir = test_files();
+    let path = dir.join("CT_small.dcm");
+    let source = std::fs::read(&path).expect("readable");
+    let options = TranscodeOptions { quality: Some(80), ..TranscodeOptions::default() };
+    let mut out = Vec::new();
+    let report = transcode_with(&mut Cursor::new(&source), JPEG_2000, &options, &mut out).expect("converts");
+    assert!(report.new_sop_instance_uid.is_some());
+    let lossless = convert(&source, JPEG_2000_LOSSLESS).expect("converts");
+    assert!(first_fragment(&out).len() * 3 < first_fragment(&lossless).len(), "lossy is much smaller");
+    let object = OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(Cursor::new(&out)).expect("readable");
+    let method = object.element(dicom_dictionary_std::tags::LOSSY_IMAGE_COMPRESSION_METHOD).expect("method").to_str().expect("text").to_string();
+    assert_eq!(method.trim(), "ISO_15444_1");
+    let written = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(written.path(), &out).expect("written");
+    let theirs = pydicom_pixels(written.path());
+    let (_, ours) = decode(&out);
+    assert!(theirs == ours, "pydicom and dicom-rs decode the same lossy stream alike");
+    let (_, original) = decode(&source);
+    let values = |b: &[u8]| b.chunks_exact(2).map(|s| i32::from(i16::from_le_bytes([s[0], s[1]]))).collect::<Vec<_>>();
+    let (a, b) = (values(&original), values(&ours));
+    assert_eq!(a.len(), b.len());
+    let mean = a.iter().zip(&b).map(|(x, y)| f64::from((x - y).abs())).sum::<f64>() / a.len() as f64;
+    assert!(mean > 0.0 && mean < 20.0, "mean absolute error {mean}");
 }
 
 #[test]
@@ -206,7 +275,8 @@ fn corrupt_or_impossible_input_is_a_clear_error() {
     }
     let source = std::fs::read(dir.join("MR_small.dcm")).expect("readable");
     assert!(matches!(convert(&source, "1.2.3.4"), Err(Error::UnknownTransferSyntax { .. })));
-    assert!(matches!(convert(&source, JPEG_2000_LOSSLESS), Err(Error::Unsupported { .. })));
+    let rgb32 = std::fs::read(dir.join("SC_rgb_rle_32bit_2frame.dcm")).expect("readable");
+    assert!(matches!(convert(&rgb32, JPEG_2000_LOSSLESS), Err(Error::PixelData { .. })), "32-bit samples into JPEG 2000");
     assert!(matches!(convert(&source, JPEG_BASELINE), Err(Error::Unsupported { .. })), "16-bit into JPEG Baseline");
     assert!(matches!(convert(b"not dicom at all", EXPLICIT_VR_LITTLE_ENDIAN), Err(Error::Invalid { .. })));
 }
