@@ -11,8 +11,8 @@
 //! - [`stow`]: storage; each part streams through a bounded channel into [`Archive::stage`] on a
 //!   blocking thread, and the whole request is committed at once when its body is complete, so a
 //!   malformed or oversized body stores nothing.
-//! - [`render`]: `/rendered` and `/thumbnail` as JPEG or PNG, for native (uncompressed) pixel
-//!   data; compressed objects are answered 501 until the codecs come.
+//! - [`render`]: `/rendered` and `/thumbnail` as JPEG or PNG, by `pacs_codec::render`, for
+//!   objects stored in any transfer syntax the build reads.
 //!
 //! Endpoints, under the base path (`/dicom-web` by default):
 //!
@@ -28,8 +28,11 @@
 //! | `GET /wado?requestType=WADO&...` | WADO-URI |
 //! | `GET /health` | `ok` when the index answers |
 //!
-//! Objects are sent in the transfer syntax they are stored in (no transcoding yet): a request for
-//! another transfer syntax is answered 406.
+//! WADO-RS sends instances in the transfer syntax the `transfer-syntax` parameter of the `Accept`
+//! header names, transcoded by `pacs_codec` on the blocking pool when it is not the stored one;
+//! `*` means as stored, and no parameter means Explicit VR Little Endian (PS3.18 8.7.3.5.2), or as
+//! stored for a wildcard (`*/*`) when the stored syntax cannot be decoded. A conversion that is
+//! not possible is answered 406 and nothing is sent. Frames are sent as stored.
 
 pub mod json;
 pub mod media;
@@ -135,6 +138,16 @@ impl IntoResponse for Error {
             tracing::info!(status = status.as_u16(), error = %self, "DICOMweb request refused");
         }
         (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], format!("{self}\n")).into_response()
+    }
+}
+
+/// A codec error of rendering as a DICOMweb error: what the codecs do not support is 501, an
+/// object they cannot decode is corrupt (500). Transcoding for WADO-RS maps its own to 406.
+pub(crate) fn codec_error(error: pacs_codec::Error) -> Error {
+    match error {
+        pacs_codec::Error::Unsupported { .. } | pacs_codec::Error::UnknownTransferSyntax { .. } => Error::NotImplemented { reason: error.to_string() },
+        pacs_codec::Error::Write { source } => Error::Io { action: "encoding an image".into(), source },
+        other => pacs_core::Error::Corrupt { what: other.to_string() }.into(),
     }
 }
 
@@ -258,6 +271,14 @@ impl WebServer {
 
     /// Serves requests until `shutdown` completes, then lets requests in progress finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await.map_err(|source| Error::Io { action: "serving DICOMweb".into(), source })
+        use axum::serve::ListenerExt;
+        // Without TCP_NODELAY the last small write of a response waits for the client's delayed
+        // ACK on a kept-alive connection (about 40 ms on loopback).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await.map_err(|source| Error::Io { action: "serving DICOMweb".into(), source })
     }
 }

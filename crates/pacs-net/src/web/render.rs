@@ -1,73 +1,45 @@
-//! `/rendered` and `/thumbnail`: a frame as a JPEG or PNG image.
+//! `/rendered` and `/thumbnail`: a frame as a JPEG or PNG image, by [`pacs_codec::render`].
 //!
-//! Native (uncompressed) pixel data only, for now: grayscale (MONOCHROME1 and MONOCHROME2, 8 to 16
-//! bits, signed or not) through the Modality LUT (rescale slope and intercept) and a linear VOI
-//! window (the `window=center,width[,linear]` parameter, else the object's first Window Center and
-//! Width, else the frame's range), MONOCHROME1 inverted; RGB and YBR_FULL (8 bits, either planar
-//! configuration). Objects stored compressed, or in another photometric interpretation, are
-//! answered 501 with a message: the codecs come later.
+//! Objects stored in any transfer syntax the build reads are rendered, compressed ones included:
+//! grayscale (MONOCHROME1, MONOCHROME2) through the Modality LUT (rescale slope and intercept) and
+//! a linear VOI window (the `window=center,width[,linear]` parameter, else the object's first
+//! Window Center and Width, else the frame's range), MONOCHROME1 inverted; RGB, YBR_FULL,
+//! YBR_FULL_422 and PALETTE COLOR. Other photometric interpretations are answered 501 with a
+//! message.
 //!
-//! Only the rendered frame's bytes are read ([`Archive::read_frame`](pacs_store::Archive::read_frame)), plus the object's header.
+//! Native grayscale, RGB and YBR_FULL objects take a short path: only the rendered frame's bytes
+//! are read ([`Archive::read_frame`](pacs_store::Archive::read_frame)), plus the object's header.
+//! The others are read whole and decoded with the codecs, on the blocking pool.
 
+use std::io::BufReader;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use pacs_codec::render::{self as codec, FrameDescription, ImageFormat};
 use pacs_core::InstanceRecord;
 
 use super::json::{self, DataSet, ParseOptions};
 use super::media::parse_accept;
 use super::qido::Params;
 use super::wado::{parse_frame_list, parse_record, records};
-use super::{AppState, blocking};
+use super::{AppState, blocking, codec_error};
 use crate::error::{Error, Result};
-
-/// The output image format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// `image/jpeg` (baseline, 8 bits).
-    Jpeg,
-    /// `image/png` (8 bits).
-    Png,
-}
-
-impl Format {
-    /// The media type.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Format::Jpeg => "image/jpeg",
-            Format::Png => "image/png",
-        }
-    }
-}
 
 /// How to render one frame.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderOptions {
     /// The output format.
-    pub format: Format,
+    pub format: ImageFormat,
     /// The frame (1-based).
     pub frame: u32,
     /// VOI window (center, width) overriding the object's.
     pub window: Option<(f64, f64)>,
-    /// Fit within (width, height) pixels, keeping the aspect ratio.
+    /// Fit within (width, height) pixels, keeping the aspect ratio (never enlarging).
     pub viewport: Option<(u32, u32)>,
     /// JPEG quality, 1 to 100.
     pub quality: u8,
-}
-
-/// An 8-bit image ready to encode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Image {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Samples per pixel: 1 (gray) or 3 (RGB).
-    pub channels: u8,
-    /// The pixels, row by row, channels interleaved.
-    pub pixels: Vec<u8>,
 }
 
 /// Parses `center,width[,function]` (PS3.18 8.3.5.1.3; only the linear function).
@@ -100,188 +72,76 @@ fn parse_viewport(text: &str) -> Result<(u32, u32)> {
     Ok((w, h))
 }
 
-/// The linear VOI function of PS3.3 C.11.2.1.2.1, to 0..=255.
-fn window_value(x: f64, center: f64, width: f64) -> u8 {
-    let lo = center - 0.5 - (width - 1.0) / 2.0;
-    let hi = center - 0.5 + (width - 1.0) / 2.0;
-    if x <= lo {
-        0
-    } else if x > hi || width <= 1.0 {
-        255
-    } else {
-        (((x - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8
-    }
-}
-
-/// What the header says about the pixels.
-struct Pixels {
-    rows: u32,
-    columns: u32,
-    bits_allocated: u16,
-    bits_stored: u16,
-    signed: bool,
-    samples: u16,
-    planar: bool,
-    photometric: String,
-    slope: f64,
-    intercept: f64,
-    window: Option<(f64, f64)>,
-    big_endian: bool,
-}
-
-fn pixels_of(data_set: &DataSet, big_endian: bool) -> Result<Pixels> {
+/// What the header of a native object says about its pixels, when the short path can render
+/// them (grayscale, RGB or YBR_FULL); `None` sends the object through the codecs.
+fn short_path(data_set: &DataSet, big_endian: bool) -> Result<Option<FrameDescription>> {
     let us = |tag| json::us(data_set, tag, big_endian);
     let missing = |name: &str| Error::NotImplemented { reason: format!("the object has no {name}: nothing to render") };
     let rows = us((0x0028, 0x0010)).ok_or_else(|| missing("Rows"))?;
     let columns = us((0x0028, 0x0011)).ok_or_else(|| missing("Columns"))?;
     let bits_allocated = us((0x0028, 0x0100)).ok_or_else(|| missing("Bits Allocated"))?;
     let bits_stored = us((0x0028, 0x0101)).unwrap_or(bits_allocated);
+    let samples = us((0x0028, 0x0002)).unwrap_or(1);
+    let photometric = json::text(data_set, (0x0028, 0x0004)).unwrap_or_else(|| "MONOCHROME2".into());
+    let short = matches!((photometric.as_str(), samples), ("MONOCHROME1" | "MONOCHROME2", 1) | ("RGB" | "YBR_FULL", 3));
+    if !short {
+        return Ok(None);
+    }
     let window = match (json::decimals(data_set, (0x0028, 0x1050)).first(), json::decimals(data_set, (0x0028, 0x1051)).first()) {
         (Some(c), Some(w)) if *w >= 1.0 => Some((*c, *w)),
         _ => None,
     };
-    Ok(Pixels {
+    Ok(Some(FrameDescription {
         rows: u32::from(rows),
         columns: u32::from(columns),
         bits_allocated,
         bits_stored: bits_stored.clamp(1, bits_allocated.max(1)),
         signed: us((0x0028, 0x0103)) == Some(1),
-        samples: us((0x0028, 0x0002)).unwrap_or(1),
+        samples,
         planar: us((0x0028, 0x0006)) == Some(1),
-        photometric: json::text(data_set, (0x0028, 0x0004)).unwrap_or_else(|| "MONOCHROME2".into()),
+        photometric,
         slope: json::decimals(data_set, (0x0028, 0x1053)).first().copied().unwrap_or(1.0),
         intercept: json::decimals(data_set, (0x0028, 0x1052)).first().copied().unwrap_or(0.0),
         window,
         big_endian,
-    })
+        palette: None,
+    }))
 }
 
-/// Turns one frame of native pixel data into an 8-bit image.
-fn to_image(p: &Pixels, frame: &[u8], window: Option<(f64, f64)>) -> Result<Image> {
-    let count = (p.rows as usize) * (p.columns as usize);
-    let unsupported = |why: String| Error::NotImplemented { reason: why };
-    match (p.photometric.as_str(), p.samples) {
-        ("MONOCHROME1" | "MONOCHROME2", 1) => {
-            let bytes_per = match p.bits_allocated {
-                8 => 1,
-                16 => 2,
-                32 => 4,
-                other => return Err(unsupported(format!("rendering {other}-bit pixels is not supported"))),
-            };
-            if frame.len() < count * bytes_per {
-                return Err(pacs_core::Error::Corrupt { what: format!("frame has {} bytes, {} expected", frame.len(), count * bytes_per) }.into());
+/// Renders one frame of `record` (blocking): the short path for native objects it covers, the
+/// codecs for the others.
+fn render_blocking(archive: &pacs_store::Archive, record: &InstanceRecord, options: &RenderOptions) -> Result<Vec<u8>> {
+    let ts = record.transfer_syntax_uid.as_str();
+    let native = matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2");
+    let mut image = None;
+    if native && record.frame_ranges().is_some() {
+        let parsed = parse_record(archive, record, &ParseOptions { inline_limit: 64, stop_at_pixel_data: true, capture: None })?;
+        if let Some(description) = short_path(&parsed.data_set, parsed.big_endian)? {
+            let frame = archive.read_frame(record, options.frame)?;
+            image = Some(codec::frame_to_image(&description, &frame, options.window).map_err(codec_error)?);
+        }
+    }
+    let image = match image {
+        Some(image) => image,
+        None => {
+            if !pacs_codec::can_read(ts) {
+                return Err(Error::NotImplemented { reason: format!("rendering objects stored in transfer syntax {ts} is not supported by this build") });
             }
-            let stored = u32::from(p.bits_stored.min(32));
-            let mask: u64 = if stored >= 32 { u64::from(u32::MAX) } else { (1u64 << stored) - 1 };
-            let values: Vec<f64> = frame
-                .chunks_exact(bytes_per)
-                .take(count)
-                .map(|c| {
-                    let raw: u64 = match (bytes_per, p.big_endian) {
-                        (1, _) => u64::from(c[0]),
-                        (2, false) => u64::from(u16::from_le_bytes([c[0], c[1]])),
-                        (2, true) => u64::from(u16::from_be_bytes([c[0], c[1]])),
-                        (_, false) => u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                        (_, true) => u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
-                    } & mask;
-                    let value = if p.signed && stored > 0 && raw & (1 << (stored - 1)) != 0 { raw as i64 - (1i64 << stored) } else { raw as i64 };
-                    value as f64 * p.slope + p.intercept
-                })
-                .collect();
-            let (center, width) = match window.or(p.window) {
-                Some(w) => w,
-                None => {
-                    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-                    if values.is_empty() { (0.0, 1.0) } else { ((lo + hi + 1.0) / 2.0, (hi - lo + 1.0).max(1.0)) }
-                }
-            };
-            let invert = p.photometric == "MONOCHROME1";
-            let pixels = values
-                .iter()
-                .map(|v| {
-                    let g = window_value(*v, center, width);
-                    if invert { 255 - g } else { g }
-                })
-                .collect();
-            Ok(Image { width: p.columns, height: p.rows, channels: 1, pixels })
+            tracing::debug!(sop = %record.sop_instance_uid, ts, "rendering through the codecs");
+            let reader = archive.read(record)?;
+            let codec_options = codec::RenderOptions { frame: options.frame, window: options.window, viewport: None, enlarge: false };
+            codec::render(&mut BufReader::new(reader), &codec_options).map_err(codec_error)?
         }
-        ("RGB" | "YBR_FULL", 3) if p.bits_allocated == 8 => {
-            if frame.len() < count * 3 {
-                return Err(pacs_core::Error::Corrupt { what: format!("frame has {} bytes, {} expected", frame.len(), count * 3) }.into());
-            }
-            let mut pixels = Vec::with_capacity(count * 3);
-            for i in 0..count {
-                let (a, b, c) = if p.planar { (frame[i], frame[count + i], frame[2 * count + i]) } else { (frame[3 * i], frame[3 * i + 1], frame[3 * i + 2]) };
-                if p.photometric == "YBR_FULL" {
-                    let (y, cb, cr) = (f64::from(a), f64::from(b) - 128.0, f64::from(c) - 128.0);
-                    let clamp = |v: f64| v.round().clamp(0.0, 255.0) as u8;
-                    pixels.extend_from_slice(&[clamp(y + 1.402 * cr), clamp(y - 0.344_136 * cb - 0.714_136 * cr), clamp(y + 1.772 * cb)]);
-                } else {
-                    pixels.extend_from_slice(&[a, b, c]);
-                }
-            }
-            Ok(Image { width: p.columns, height: p.rows, channels: 3, pixels })
-        }
-        (other, samples) => {
-            Err(unsupported(format!("rendering {other} with {samples} samples per pixel and {} bits allocated is not supported yet", p.bits_allocated)))
-        }
-    }
-}
-
-/// Scales an image down (nearest neighbour) to fit within `(width, height)`.
-pub fn fit(image: Image, (max_w, max_h): (u32, u32)) -> Image {
-    if image.width <= max_w && image.height <= max_h {
-        return image;
-    }
-    let scale = f64::min(f64::from(max_w) / f64::from(image.width), f64::from(max_h) / f64::from(image.height));
-    let w = ((f64::from(image.width) * scale).round() as u32).max(1);
-    let h = ((f64::from(image.height) * scale).round() as u32).max(1);
-    let ch = usize::from(image.channels);
-    let mut pixels = Vec::with_capacity(w as usize * h as usize * ch);
-    for y in 0..h {
-        let sy = ((u64::from(y) * u64::from(image.height)) / u64::from(h)) as usize;
-        for x in 0..w {
-            let sx = ((u64::from(x) * u64::from(image.width)) / u64::from(w)) as usize;
-            let at = (sy * image.width as usize + sx) * ch;
-            pixels.extend_from_slice(&image.pixels[at..at + ch]);
-        }
-    }
-    Image { width: w, height: h, channels: image.channels, pixels }
-}
-
-/// Encodes an image as JPEG or PNG.
-pub fn encode(image: &Image, format: Format, quality: u8) -> Result<Vec<u8>> {
-    let failed = |e: String| Error::Io { action: "encoding an image".into(), source: std::io::Error::other(e) };
-    let mut out = Vec::new();
-    match format {
-        Format::Jpeg => {
-            let (w, h) = (u16::try_from(image.width), u16::try_from(image.height));
-            let (Ok(w), Ok(h)) = (w, h) else {
-                return Err(Error::NotImplemented { reason: "JPEG output is limited to 65535 pixels a side; ask for a viewport".into() });
-            };
-            let color = if image.channels == 3 { jpeg_encoder::ColorType::Rgb } else { jpeg_encoder::ColorType::Luma };
-            jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100)).encode(&image.pixels, w, h, color).map_err(|e| failed(e.to_string()))?;
-        }
-        Format::Png => {
-            let mut encoder = png::Encoder::new(&mut out, image.width, image.height);
-            encoder.set_color(if image.channels == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale });
-            encoder.set_depth(png::BitDepth::Eight);
-            let mut writer = encoder.write_header().map_err(|e| failed(e.to_string()))?;
-            writer.write_image_data(&image.pixels).map_err(|e| failed(e.to_string()))?;
-            writer.finish().map_err(|e| failed(e.to_string()))?;
-        }
-    }
-    Ok(out)
+    };
+    let image = match options.viewport {
+        Some(viewport) => codec::fit(image, viewport, false),
+        None => image,
+    };
+    codec::encode(&image, options.format, options.quality).map_err(codec_error)
 }
 
 /// Renders one frame of `record` as the response.
 pub(crate) async fn render_record(state: &AppState, record: InstanceRecord, options: RenderOptions) -> Result<Response> {
-    let ts = record.transfer_syntax_uid.to_string();
-    if !matches!(ts.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2") {
-        return Err(Error::NotImplemented {
-            reason: format!("rendering objects stored in transfer syntax {ts} (compressed or deflated) is not supported yet"),
-        });
-    }
     if options.frame == 0 || options.frame > record.frame_count() {
         return Err(
             pacs_core::Error::NotFound { what: format!("frame {} of {} ({} frames)", options.frame, record.sop_instance_uid, record.frame_count()) }.into()
@@ -289,33 +149,20 @@ pub(crate) async fn render_record(state: &AppState, record: InstanceRecord, opti
     }
     let archive = Arc::clone(&state.archive);
     let format = options.format;
-    let bytes = blocking(move || {
-        let parsed = parse_record(&archive, &record, &ParseOptions { inline_limit: 64, stop_at_pixel_data: true, capture: None })?;
-        let frame = archive.read_frame(&record, options.frame)?;
-        Ok((parsed, frame))
-    })
-    .await
-    .and_then(|(parsed, frame)| {
-        let pixels = pixels_of(&parsed.data_set, parsed.big_endian)?;
-        let mut image = to_image(&pixels, &frame, options.window)?;
-        if let Some(viewport) = options.viewport {
-            image = fit(image, viewport);
-        }
-        encode(&image, format, options.quality)
-    })?;
+    let bytes = blocking(move || Ok(render_blocking(&archive, &record, &options))).await??;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()))], bytes).into_response())
 }
 
 /// The output format the client accepts (JPEG unless only PNG is acceptable).
-fn negotiate_format(headers: &HeaderMap, params: &Params) -> Result<Format> {
+fn negotiate_format(headers: &HeaderMap, params: &Params) -> Result<ImageFormat> {
     let accept_param = params.iter().find(|(n, _)| n == "accept").map(|(_, v)| v.as_str());
     let header = accept_param.or_else(|| headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()));
     for range in parse_accept(header) {
         if range.covers("image/jpeg") {
-            return Ok(Format::Jpeg);
+            return Ok(ImageFormat::Jpeg);
         }
         if range.covers("image/png") {
-            return Ok(Format::Png);
+            return Ok(ImageFormat::Png);
         }
     }
     Err(Error::NotAcceptable { reason: "rendered images are sent as image/jpeg or image/png".into() })
@@ -443,41 +290,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn linear_window() {
-        assert_eq!(window_value(-1000.0, 40.0, 400.0), 0);
-        assert_eq!(window_value(1000.0, 40.0, 400.0), 255);
-        assert_eq!(window_value(40.0, 40.0, 400.0), 128);
+    fn window_and_viewport_parameters() {
         assert_eq!(parse_window("40,400").ok(), Some((40.0, 400.0)));
+        assert_eq!(parse_window("40, 400, LINEAR").ok(), Some((40.0, 400.0)));
         assert!(parse_window("40").is_err());
+        assert!(parse_window("40,0").is_err());
         assert!(parse_window("40,400,sigmoid").is_err());
-    }
-
-    #[test]
-    fn monochrome1_is_inverted_and_signed_values_extended() {
-        let p = Pixels {
-            rows: 1,
-            columns: 2,
-            bits_allocated: 16,
-            bits_stored: 12,
-            signed: true,
-            samples: 1,
-            planar: false,
-            photometric: "MONOCHROME1".into(),
-            slope: 1.0,
-            intercept: 0.0,
-            window: Some((0.0, 100.0)),
-            big_endian: false,
-        };
-        // 0xFFF is -1 in 12 bits; 0x032 is 50.
-        let image = to_image(&p, &[0xFF, 0x0F, 0x32, 0x00], None).expect("render");
-        assert_eq!(image.pixels, vec![255 - window_value(-1.0, 0.0, 100.0), 0]);
-    }
-
-    #[test]
-    fn fit_keeps_the_aspect_ratio() {
-        let image = Image { width: 400, height: 200, channels: 1, pixels: vec![7; 400 * 200] };
-        let small = fit(image, (128, 128));
-        assert_eq!((small.width, small.height), (128, 64));
-        assert_eq!(small.pixels.len(), 128 * 64);
+        assert_eq!(parse_viewport("64,32").ok(), Some((64, 32)));
+        assert!(parse_viewport("64").is_err());
+        assert!(parse_viewport("0,10").is_err());
     }
 }

@@ -10,6 +10,7 @@ use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use pacs_codec::render::ImageFormat;
 use pacs_core::scan::PixelLayout;
 use pacs_core::{InstanceRecord, Scope};
 use pacs_store::Archive;
@@ -53,37 +54,71 @@ fn accept_of(headers: &HeaderMap) -> Vec<MediaRange> {
     parse_accept(headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()))
 }
 
-/// Whether a `transfer-syntax` parameter (absent, `*`, or a UID) is met by objects stored in
-/// `stored` without transcoding.
-fn syntax_ok(asked: Option<&str>, stored: &str) -> bool {
-    match asked {
-        None | Some("*") => true,
-        Some(ts) => ts == stored,
+/// The transfer syntax in which each of `records` is sent, from the `Accept` ranges (best
+/// first): `None` as stored, `Some(uid)` transcoded.
+///
+/// A range's `transfer-syntax` parameter: `*` is as stored; a UID is that syntax (every instance
+/// must convert into it); no parameter is Explicit VR Little Endian (PS3.18 8.7.3.5.2), except
+/// that a wildcard range (`*/*`, `multipart/*`) takes an instance whose syntax cannot be decoded
+/// as stored. The first range all instances can be sent in wins; 406 when none.
+fn choose_syntaxes(accept: &[MediaRange], records: &[InstanceRecord]) -> Result<Vec<Option<String>>> {
+    let explicit = pacs_codec::syntax::EXPLICIT_VR_LITTLE_ENDIAN;
+    let mut refused = Vec::new();
+    for range in accept {
+        let wildcard = match range.essence.as_str() {
+            "*/*" | "multipart/*" => true,
+            "multipart/related" if range.param("type").is_none_or(|t| matches!(t, "application/dicom" | "application/*" | "*/*")) => {
+                range.param("type").is_none_or(|t| t != "application/dicom")
+            }
+            "application/dicom" => false,
+            _ => continue,
+        };
+        let asked = range.param("transfer-syntax");
+        let mut targets = Vec::with_capacity(records.len());
+        for record in records {
+            let stored = record.transfer_syntax_uid.as_str();
+            let target = match asked {
+                Some("*") => None,
+                Some(ts) if ts == stored => None,
+                Some(ts) if pacs_codec::can_transcode(stored, ts) => Some(ts.to_owned()),
+                Some(ts) => {
+                    refused.push(format!("{} from {stored} to {ts}", record.sop_instance_uid));
+                    break;
+                }
+                None if stored == explicit => None,
+                None if pacs_codec::can_transcode(stored, explicit) => Some(explicit.to_owned()),
+                None if wildcard => None,
+                None => {
+                    refused.push(format!("{} from {stored} to {explicit} (the default)", record.sop_instance_uid));
+                    break;
+                }
+            };
+            targets.push(target);
+        }
+        if targets.len() == records.len() {
+            return Ok(targets);
+        }
     }
+    let reason = if refused.is_empty() {
+        "instances are sent as multipart/related; type=\"application/dicom\"".to_owned()
+    } else {
+        format!("transcoding {} is not possible in this build", refused.join("; "))
+    };
+    Err(Error::NotAcceptable { reason })
 }
 
-/// Checks that the client accepts the instances as stored (`multipart/related;
-/// type="application/dicom"`, with no transfer syntax or the stored one).
-fn negotiate_dicom(accept: &[MediaRange], records: &[InstanceRecord]) -> Result<()> {
-    let all_in = |ts: Option<&str>| records.iter().all(|r| syntax_ok(ts, r.transfer_syntax_uid.as_str()));
-    let ok = accept.iter().any(|r| match r.essence.as_str() {
-        "*/*" | "multipart/*" => true,
-        "multipart/related" => r.param("type").is_none_or(|t| matches!(t, "application/dicom" | "application/*" | "*/*")) && all_in(r.param("transfer-syntax")),
-        "application/dicom" => all_in(r.param("transfer-syntax")),
-        _ => false,
-    });
-    if ok {
-        return Ok(());
-    }
-    let mut stored: Vec<&str> = records.iter().map(|r| r.transfer_syntax_uid.as_str()).collect();
-    stored.sort_unstable();
-    stored.dedup();
-    Err(Error::NotAcceptable {
-        reason: format!(
-            "instances are sent as multipart/related; type=\"application/dicom\" in the transfer syntax they are stored in ({}); transcoding is not supported yet",
-            stored.join(", ")
-        ),
-    })
+/// Converts a stored object to `target` in memory (blocking); a conversion that fails is 406.
+fn transcode_record(archive: &Archive, record: &InstanceRecord, target: &str) -> Result<Bytes> {
+    let reader = archive.read(record)?;
+    let mut out = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0));
+    let report = pacs_codec::transcode(&mut BufReader::with_capacity(CHUNK, reader), target, &mut out).map_err(|e| match e {
+        pacs_codec::Error::Invalid { .. } | pacs_codec::Error::Write { .. } => {
+            Error::from(pacs_core::Error::Corrupt { what: format!("stored object of {} cannot be read: {e}", record.sop_instance_uid) })
+        }
+        other => Error::NotAcceptable { reason: format!("transcoding {} to {target} is not possible: {other}", record.sop_instance_uid) },
+    })?;
+    tracing::debug!(sop = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = target, "transcoded for WADO");
+    Ok(Bytes::from(out))
 }
 
 /// What a streamed part is made of.
@@ -96,6 +131,9 @@ enum PartSource {
     Frame(InstanceRecord, u32),
     /// Bytes already in memory.
     Bytes(Bytes),
+    /// A stored object converted to a transfer syntax before its part starts (so that a failed
+    /// conversion cuts the response between parts, never inside an object).
+    Transcoded(InstanceRecord, String),
 }
 
 /// A `multipart/related` body whose parts are read on a blocking thread and streamed through a
@@ -105,6 +143,17 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
     tokio::task::spawn_blocking(move || {
         let send = |chunk: Bytes| tx.blocking_send(Ok(chunk)).is_ok();
         for (i, (content_type, source)) in parts.into_iter().enumerate() {
+            let source = match source {
+                PartSource::Transcoded(record, target) => match transcode_record(&archive, &record, &target) {
+                    Ok(bytes) => PartSource::Bytes(bytes),
+                    Err(e) => {
+                        tracing::error!(error = %e, "transcoding for a WADO response failed; the response is cut short");
+                        let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                        return;
+                    }
+                },
+                other => other,
+            };
             if i > 0 && !send(Bytes::from_static(media::PART_END)) {
                 return;
             }
@@ -113,6 +162,7 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
             }
             let result: pacs_core::Result<bool> = (|| match source {
                 PartSource::Bytes(b) => Ok(send(b)),
+                PartSource::Transcoded(..) => Ok(true),
                 PartSource::Frame(record, n) => Ok(send(archive.read_frame(&record, n)?)),
                 PartSource::Object(record) => {
                     let reader = archive.read(&record)?;
@@ -174,9 +224,25 @@ fn multipart_response(archive: Arc<Archive>, part_type: &str, parts: Vec<(String
 
 async fn retrieve(state: AppState, headers: HeaderMap, study: String, series: Option<String>, instance: Option<String>) -> Result<Response> {
     let found = records(&state, &study, series.as_deref(), instance.as_deref()).await?;
-    negotiate_dicom(&accept_of(&headers), &found)?;
-    tracing::debug!(%study, instances = found.len(), "WADO-RS retrieve");
-    let parts = found.into_iter().map(|r| (format!("application/dicom; transfer-syntax={}", r.transfer_syntax_uid), PartSource::Object(r))).collect();
+    let targets = choose_syntaxes(&accept_of(&headers), &found)?;
+    tracing::debug!(%study, instances = found.len(), transcoded = targets.iter().flatten().count(), "WADO-RS retrieve");
+    let mut parts: Vec<(String, PartSource)> = Vec::with_capacity(found.len());
+    let mut checked = false;
+    for (record, target) in found.into_iter().zip(targets) {
+        let content_type = format!("application/dicom; transfer-syntax={}", target.as_deref().unwrap_or(record.transfer_syntax_uid.as_str()));
+        let source = match target {
+            None => PartSource::Object(record),
+            // The first conversion is made before the response starts, so that an object that
+            // cannot be converted is a 406; the others are made as the response streams.
+            Some(target) if !checked => {
+                checked = true;
+                let archive = Arc::clone(&state.archive);
+                PartSource::Bytes(blocking(move || Ok(transcode_record(&archive, &record, &target))).await??)
+            }
+            Some(target) => PartSource::Transcoded(record, target),
+        };
+        parts.push((content_type, source));
+    }
     Ok(multipart_response(Arc::clone(&state.archive), "application/dicom", parts))
 }
 
@@ -389,7 +455,23 @@ pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): Ur
     let record = records(&state, study, Some(series), Some(object)).await?.remove(0);
     match content_type.as_str() {
         "application/dicom" => {
+            // PS3.18 9.1.2.5: transferSyntax, Explicit VR Little Endian by default (as stored
+            // when that cannot be decoded and none was asked for).
+            let stored = record.transfer_syntax_uid.as_str();
+            let explicit = pacs_codec::syntax::EXPLICIT_VR_LITTLE_ENDIAN;
+            let target = match get("transferSyntax").map(str::trim) {
+                Some("*") => None,
+                Some(ts) if ts == stored => None,
+                Some(ts) if pacs_codec::can_transcode(stored, ts) => Some(ts.to_owned()),
+                Some(ts) => return Err(Error::NotAcceptable { reason: format!("transcoding {object} from {stored} to {ts} is not possible in this build") }),
+                None if stored != explicit && pacs_codec::can_transcode(stored, explicit) => Some(explicit.to_owned()),
+                None => None,
+            };
             let archive = Arc::clone(&state.archive);
+            if let Some(target) = target {
+                let bytes = blocking(move || Ok(transcode_record(&archive, &record, &target))).await??;
+                return Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom"))], bytes).into_response());
+            }
             let reader = blocking(move || archive.read(&record)).await?;
             let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
             tokio::task::spawn_blocking(move || {
@@ -414,7 +496,7 @@ pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): Ur
             Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom"))], body).into_response())
         }
         "image/jpeg" | "image/png" | "image/*" | "*/*" => {
-            let format = if content_type == "image/png" { render::Format::Png } else { render::Format::Jpeg };
+            let format = if content_type == "image/png" { ImageFormat::Png } else { ImageFormat::Jpeg };
             let frame = match get("frameNumber") {
                 Some(n) => n.trim().parse().map_err(|_| Error::BadRequest { reason: format!("parameter frameNumber: not a number: {n:?}") })?,
                 None => 1,
