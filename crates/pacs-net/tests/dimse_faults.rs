@@ -242,3 +242,27 @@ async fn c_get_lists_the_instances_it_could_not_send() {
     assert_eq!((outcome.status, outcome.completed, outcome.stored), (status::SUCCESS, 3, 3), "{outcome:?}");
     assert_eq!(local.stats().unwrap().instances, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_object_under_a_stored_uid_is_kept_out_with_a_warning() {
+    let fixture = Fixture::start().await;
+    fixture.store(0, 1).await;
+    let (sop, body) = data_set(0, 1024);
+    let path = fixture.files.join("other.dcm");
+    let mut bytes = part10_header(SECONDARY_CAPTURE, &sop, EXPLICIT_VR_LE, "TEST");
+    bytes.extend_from_slice(&body);
+    std::fs::write(&path, bytes).unwrap();
+    let file = FileToSend::inspect(&path).unwrap();
+    let statuses = std::sync::Mutex::new(Vec::new());
+    client::store_files(&ClientConfig::default(), &fixture.node, &[file], &|s| statuses.lock().unwrap().push((s.status, s.comment.clone()))).await.unwrap();
+    let statuses = statuses.into_inner().unwrap();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].0, Some(status::ELEMENTS_DISCARDED), "{statuses:?}");
+    assert!(statuses[0].1.as_deref().unwrap_or("").contains("kept"), "{statuses:?}");
+    // The stored object is still the first one (512 bytes of pixel data, not 1024).
+    let scope = pacs_core::Scope::Instance(pacs_core::Uid::new(&sop).unwrap());
+    let records = tokio::task::block_in_place(|| fixture.archive.instances(&scope)).unwrap();
+    assert_eq!(records.len(), 1);
+    let (_, first) = data_set(0, 512);
+    assert_eq!(records[0].size as usize, part10_header(SECONDARY_CAPTURE, &sop, EXPLICIT_VR_LE, "TEST").len() + first.len());
+}

@@ -732,7 +732,7 @@ pub async fn get(
                     }
                 }
                 let received = receiving.finish(&archive, &committer).await?;
-                if received.code == status::SUCCESS {
+                if matches!(received.code, status::SUCCESS | status::ELEMENTS_DISCARDED) {
                     outcome.stored += 1;
                 } else {
                     outcome.refused += 1;

@@ -392,7 +392,9 @@ impl Association {
                     study_instance_uid: report.record.study_instance_uid.to_string(),
                 });
             }
-            (Some(report), status::SUCCESS) => tracing::info!(sop = %sop_instance, outcome = ?report.outcome, "C-STORE of an instance already stored"),
+            (Some(report), status::SUCCESS | status::ELEMENTS_DISCARDED) => {
+                tracing::info!(sop = %sop_instance, outcome = ?report.outcome, "C-STORE of an instance already stored")
+            }
             _ => {
                 tracing::warn!(peer = %self.peer, %calling, sop = %sop_instance, status = format!("{code:#06x}"), reason = comment.as_deref().unwrap_or(""), "C-STORE refused")
             }

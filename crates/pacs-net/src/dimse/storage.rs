@@ -107,6 +107,11 @@ impl Receiving {
                         comment: Some("a different instance with this SOP Instance UID is stored".into()),
                         report: Some(report),
                     },
+                    // The duplicate policy kept the different object stored under this UID: a
+                    // warning, so that the sender knows this one was not stored.
+                    InsertOutcome::KeptExisting { .. } => {
+                        Received { code: status::ELEMENTS_DISCARDED, comment: Some("a different instance with this UID is kept".into()), report: Some(report) }
+                    }
                     _ => Received { code: status::SUCCESS, comment: None, report: Some(report) },
                 },
                 Err(message) => {

@@ -37,6 +37,8 @@ pub const PROCESSING_FAILURE: u16 = 0x0110;
 pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
 /// Failure Reason: out of resources.
 pub const OUT_OF_RESOURCES: u16 = 0xA700;
+/// Warning Reason: elements discarded (here: the whole object, a different one being kept).
+pub const ELEMENTS_DISCARDED: u16 = 0xB006;
 /// Failure Reason: the instance does not belong to the study of the request.
 pub const STUDY_MISMATCH: u16 = 0xA900;
 /// Failure Reason: cannot understand (not a DICOM object, or malformed).
@@ -303,6 +305,7 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
     let base_url = state.base_url(&headers);
     let mut referenced: Vec<Json> = Vec::new();
     let mut studies: Vec<String> = Vec::new();
+    let mut warned = false;
     match reports {
         Ok(reports) => {
             for report in reports {
@@ -325,7 +328,15 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
                     "00081155": {"vr": "UI", "Value": [r.sop_instance_uid.as_str()]},
                     "00081190": {"vr": "UR", "Value": [url]},
                 });
-                if !report.warnings.is_empty()
+                let kept_existing = matches!(report.outcome, InsertOutcome::KeptExisting { .. });
+                if kept_existing && let Json::Object(map) = &mut item {
+                    // The archive kept the different object it already had under this UID (the
+                    // duplicate policy "keep"): this one was not stored. Warning Reason B006,
+                    // elements discarded, and the request answers 202.
+                    map.insert("00081196".into(), json!({"vr": "US", "Value": [ELEMENTS_DISCARDED]}));
+                    map.insert("00000902".into(), json!({"vr": "LO", "Value": ["a different instance with this UID is kept"]}));
+                    warned = true;
+                } else if !report.warnings.is_empty()
                     && let Json::Object(map) = &mut item
                 {
                     // Warning Reason B000 (coercion of data elements) is not right for values we
@@ -371,8 +382,8 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
         body.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
     }
     let status = match (referenced.is_empty(), failed.is_empty()) {
-        (false, true) => StatusCode::OK,
-        (false, false) => StatusCode::ACCEPTED,
+        (false, true) if !warned => StatusCode::OK,
+        (false, _) => StatusCode::ACCEPTED,
         (true, _) => StatusCode::CONFLICT,
     };
     let bytes = serde_json::to_vec(&Json::Object(body)).map_err(|e| Error::Io { action: "writing JSON".into(), source: e.into() })?;
