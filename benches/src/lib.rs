@@ -203,6 +203,7 @@ pub fn record(n: u64) -> InstanceRecord {
         size: 512 * 512 * 2 + 1024,
         checksum: format!("{n:064x}"),
         blob: BlobKey::for_id(u128::from(n)),
+        original: None,
     };
     let mut record = record;
     for (a, v) in [

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use pacs_core::DuplicatePolicy;
+use pacs_store::{CompressionPolicy, CompressionRule};
 use serde::Deserialize;
 
 /// The config file, all fields optional.
@@ -23,6 +24,34 @@ pub struct FileConfig {
     /// DICOMweb settings of `pacs serve`.
     #[serde(default)]
     pub web: WebConfig,
+    /// The `[ingest]` table: compression on ingest.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// The `[ingest]` table: `[[ingest.compress]]` rules, tried in order; none by default (objects
+/// stored exactly as received).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Whether a rule may name a lossy transfer syntax (default false).
+    pub allow_lossy: Option<bool>,
+    /// The rules.
+    #[serde(default)]
+    pub compress: Vec<CompressConfig>,
+}
+
+/// One `[[ingest.compress]]` rule: objects of this Modality and/or SOP Class UID are stored in
+/// `transfer_syntax`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressConfig {
+    /// Modality to match, e.g. `"CT"`.
+    pub modality: Option<String>,
+    /// SOP Class UID to match.
+    pub sop_class_uid: Option<String>,
+    /// The transfer syntax UID to store matching objects in.
+    pub transfer_syntax: String,
 }
 
 /// The `[web]` table: the DICOMweb face of `pacs serve`.
@@ -99,6 +128,18 @@ pub struct Settings {
     pub dimse: DimseConfig,
     /// The `[web]` table as read.
     pub web: WebConfig,
+    /// Compression on ingest, from the `[ingest]` table (checked: a lossy target needs
+    /// `allow_lossy = true`).
+    pub compression: CompressionPolicy,
+}
+
+impl Settings {
+    /// The archive settings: the duplicate policy and compression on ingest.
+    // FIXME: main.rs still builds its ArchiveConfig from the duplicate policy alone.
+    #[allow(dead_code)]
+    pub fn archive_config(&self) -> pacs_store::ArchiveConfig {
+        pacs_store::ArchiveConfig { duplicate_policy: self.duplicate_policy, compression: self.compression.clone(), ..pacs_store::ArchiveConfig::default() }
+    }
 }
 
 /// The default data directory: `$XDG_DATA_HOME/pacs`, else `~/.local/share/pacs`, else `./pacs-data`.
@@ -148,5 +189,36 @@ pub fn resolve(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result
         Some(j) => j.parse().with_context(|| format!("PACS_IMPORT_JOBS={j:?} is not a number"))?,
         None => file.import.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
     };
-    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1), dimse: file.dimse, web: file.web })
+    let rules = file
+        .ingest
+        .compress
+        .into_iter()
+        .map(|c| CompressionRule { modality: c.modality, sop_class_uid: c.sop_class_uid, transfer_syntax: c.transfer_syntax })
+        .collect();
+    let compression = CompressionPolicy::new(rules, file.ingest.allow_lossy.unwrap_or(false)).context("invalid [ingest] table")?;
+    Ok(Settings { data_dir, duplicate_policy, jobs: jobs.max(1), batch: file.import.batch.unwrap_or(64).max(1), dimse: file.dimse, web: file.web, compression })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_config(text: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pacs.toml");
+        std::fs::write(&path, text)?;
+        resolve(Some(dir.path()), Some(&path))
+    }
+
+    #[test]
+    fn ingest_compression_is_off_by_default_and_lossy_needs_allow_lossy() {
+        assert!(with_config("").expect("valid").compression.is_off());
+        let lossless = "[[ingest.compress]]\nmodality = \"CT\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.80\"\n";
+        let settings = with_config(lossless).expect("valid");
+        assert_eq!(settings.archive_config().compression.rules().len(), 1);
+        let lossy = "[[ingest.compress]]\nmodality = \"CT\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.91\"\n";
+        let err = with_config(lossy).expect_err("refused");
+        assert!(format!("{err:#}").contains("allow_lossy"), "{err:#}");
+        assert!(with_config(&format!("[ingest]\nallow_lossy = true\n{lossy}")).is_ok());
+    }
 }

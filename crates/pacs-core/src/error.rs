@@ -32,6 +32,13 @@ pub enum Error {
     /// The data is not an acceptable DICOM object; nothing was stored.
     #[error(transparent)]
     Rejected(#[from] crate::Rejection),
+    /// A setting is invalid (a compression rule naming a lossy syntax without allowing lossy
+    /// compression, an unknown transfer syntax); nothing was started.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong, naming the setting.
+        reason: String,
+    },
     /// A record or blob that was asked for does not exist.
     #[error("not found: {what}")]
     NotFound {

@@ -140,6 +140,7 @@ pub fn extract(scanned: &ScannedObject, stored: Stored) -> Result<(InstanceRecor
         size: stored.size,
         checksum: stored.checksum,
         blob: stored.blob,
+        original: None,
     };
     Ok((record, warnings))
 }

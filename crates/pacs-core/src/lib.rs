@@ -24,6 +24,6 @@ pub use blob::{BlobKey, BlobStore, BlobWrite};
 pub use error::{Error, Result};
 pub use extract::Rejection;
 pub use index::{DuplicatePolicy, Index, InsertOutcome, Scope, Stats};
-pub use model::InstanceRecord;
+pub use model::{InstanceRecord, Original};
 pub use query::{Key, MatchOptions, Matcher, Query, QueryLevel, QueryRow};
 pub use uid::{AeTitle, Uid};

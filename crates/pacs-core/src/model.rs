@@ -34,6 +34,20 @@ pub struct InstanceRecord {
     pub checksum: String,
     /// Where the bytes are in the blob store.
     pub blob: BlobKey,
+    /// The object as received, when the archive stored a conversion of it (compression on
+    /// ingest); `None` when the stored bytes are those received.
+    pub original: Option<Original>,
+}
+
+/// The object as received, for an instance stored in another transfer syntax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Original {
+    /// Size of the received object in bytes.
+    pub size: u64,
+    /// SHA-256 of the received object, lowercase hexadecimal.
+    pub checksum: String,
+    /// Its Transfer Syntax UID.
+    pub transfer_syntax_uid: Uid,
 }
 
 /// One frame's bytes inside a stored object, as `(offset, length)` pieces to concatenate.

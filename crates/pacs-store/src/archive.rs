@@ -21,10 +21,11 @@ use bytes::Bytes;
 use pacs_core::extract::{self, Stored};
 use pacs_core::index::{DuplicatePolicy, InsertOutcome, Scope, Stats};
 use pacs_core::scan::{self, ScanError, ScanLimits};
-use pacs_core::{BlobKey, BlobStore, BlobWrite, Error, Index, InstanceRecord, Query, QueryRow, Result, Uid};
+use pacs_core::{BlobKey, BlobStore, BlobWrite, Error, Index, InstanceRecord, Original, Query, QueryRow, Result, Uid};
 use sha2::{Digest, Sha256};
 
 use crate::blob::ObjectBlobStore;
+use crate::compression::{self, CompressionPolicy};
 use crate::sqlite::SqliteIndex;
 
 /// Size of read buffers: below the allocator's mmap threshold, so that buffers are recycled
@@ -38,11 +39,13 @@ pub struct ArchiveConfig {
     pub duplicate_policy: DuplicatePolicy,
     /// Limits applied to every scanned object.
     pub scan_limits: ScanLimits,
+    /// Compression on ingest; off (objects stored exactly as received) by default.
+    pub compression: CompressionPolicy,
 }
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig { duplicate_policy: DuplicatePolicy::KeepExisting, scan_limits: ScanLimits::default() }
+        ArchiveConfig { duplicate_policy: DuplicatePolicy::KeepExisting, scan_limits: ScanLimits::default(), compression: CompressionPolicy::default() }
     }
 }
 
@@ -198,8 +201,49 @@ impl Archive {
     /// Streams one object into a new blob while scanning its header, and extracts its record.
     /// The blob is not durable and not indexed until [`commit`](Archive::commit).
     ///
-    /// A malformed object is [`Error::Rejected`] and leaves nothing behind.
+    /// A malformed object is [`Error::Rejected`] and leaves nothing behind. When the
+    /// [`CompressionPolicy`] of the configuration names a target for the object, the staged blob
+    /// is then converted into a new blob (see [`compression`](crate::compression)).
     pub fn stage(&self, source: &mut dyn Read) -> Result<Staged> {
+        let staged = self.stage_as_received(source)?;
+        match self.config.compression.target_for(&staged.record) {
+            Some(target) => {
+                let target = target.to_owned();
+                self.compress(staged, &target)
+            }
+            None => Ok(staged),
+        }
+    }
+
+    /// Converts a staged object into `target` in a new blob and deletes the received one; the
+    /// record keeps what was received as its [`Original`]. A conversion that fails leaves the
+    /// object as received.
+    fn compress(&self, staged: Staged, target: &str) -> Result<Staged> {
+        let from = staged.record.transfer_syntax_uid.clone();
+        let uid = staged.record.sop_instance_uid.clone();
+        let mut converted = Vec::new();
+        let result = self
+            .blobs
+            .open(&staged.record.blob)
+            .and_then(|mut reader| compression::convert(&mut reader, target, &mut converted).map_err(|reason| Error::Corrupt { what: reason }));
+        if let Err(e) = result {
+            tracing::warn!(sop_instance_uid = %uid, from = %from, to = target, error = %e, "compression on ingest failed; stored as received");
+            return Ok(staged);
+        }
+        let mut again = self.stage_as_received(&mut converted.as_slice())?;
+        let original = Original { size: staged.record.size, checksum: staged.record.checksum.clone(), transfer_syntax_uid: from.clone() };
+        tracing::info!(
+            sop_instance_uid = %uid, stored_as = %again.record.sop_instance_uid, from = %from, to = target,
+            received = original.size, stored = again.record.size, "compressed on ingest"
+        );
+        again.record.original = Some(original);
+        again.warnings.extend(staged.warnings);
+        again.warnings.dedup();
+        self.discard(&staged.record.blob);
+        Ok(again)
+    }
+
+    fn stage_as_received(&self, source: &mut dyn Read) -> Result<Staged> {
         let key = BlobKey::for_id(uuid::Uuid::now_v7().as_u128());
         let mut writer = self.blobs.create(&key)?;
         let mut tee = Tee { source, blob: Some(writer.as_mut()), hash: Sha256::new(), size: 0, failed: None };

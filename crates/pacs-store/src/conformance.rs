@@ -108,6 +108,7 @@ pub fn bare_record(n: u32, study: u32, series: u32) -> InstanceRecord {
         size: 1000 + u64::from(n),
         checksum: checksum(u64::from(n)),
         blob: BlobKey::for_id(u128::from(n)),
+        original: None,
     }
 }
 

@@ -7,12 +7,14 @@
 
 pub mod archive;
 pub mod blob;
+pub mod compression;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod sqlite;
 
 pub use archive::{Archive, ArchiveConfig, IngestReport, Staged, VerifyOptions, VerifyReport};
 pub use blob::ObjectBlobStore;
+pub use compression::{CompressionPolicy, CompressionRule};
 pub use sqlite::SqliteIndex;
 
 /// The README's Rust snippets, compiled as doc tests.

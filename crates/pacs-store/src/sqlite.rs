@@ -14,7 +14,7 @@ use pacs_core::attribute::{Attribute, ValueKind};
 use pacs_core::index::{DuplicatePolicy, InsertOutcome, Scope, Stats};
 use pacs_core::query::{Matcher, Query, QueryLevel, QueryRow};
 use pacs_core::scan::PixelLayout;
-use pacs_core::{BlobKey, Error, Index, InstanceRecord, Result, Uid};
+use pacs_core::{BlobKey, Error, Index, InstanceRecord, Original, Result, Uid};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
@@ -81,6 +81,11 @@ const MIGRATIONS: &[&str] = &[
         stored_at INTEGER NOT NULL DEFAULT (unixepoch())
     );
     CREATE INDEX instances_series ON instances (series_pk);",
+    // 2: the object as received, when the stored bytes are a conversion of it (compression on
+    // ingest). NULL: the stored bytes are those received.
+    "ALTER TABLE instances ADD COLUMN original_size INTEGER;
+    ALTER TABLE instances ADD COLUMN original_checksum TEXT;
+    ALTER TABLE instances ADD COLUMN original_transfer_syntax TEXT;",
 ];
 
 /// Where an attribute lives: table alias and column.
@@ -318,7 +323,8 @@ pub(crate) fn translate(query: &Query) -> (String, Vec<Value>, Vec<Attribute>) {
 
 const RECORD_COLUMNS: &str = "i.pk, i.sop_uid, i.sop_class, se.series_uid, st.study_uid, i.transfer_syntax, i.size, i.checksum, i.blob, i.pixel, i.frame_size, \
      p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex, st.study_date, st.study_time, st.accession, st.study_id, st.description, st.referring, \
-     se.modality, se.series_number, se.description, se.body_part, se.series_date, i.instance_number, i.frames, i.rows, i.columns";
+     se.modality, se.series_number, se.description, se.body_part, se.series_date, i.instance_number, i.frames, i.rows, i.columns, \
+     i.original_size, i.original_checksum, i.original_transfer_syntax";
 
 /// The attributes of [`RECORD_COLUMNS`] from column 11 on, in order.
 const RECORD_ATTRIBUTES: &[Attribute] = &[
@@ -371,6 +377,8 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Instan
             attributes.insert(*attribute, v);
         }
     }
+    let at = 11 + RECORD_ATTRIBUTES.len();
+    let original: (Option<i64>, Option<String>, Option<String>) = (row.get(at)?, row.get(at + 1)?, row.get(at + 2)?);
     let build = || -> std::result::Result<InstanceRecord, Error> {
         let uid = |s: &str| Uid::new(s);
         attributes.insert(Attribute::SopInstanceUid, sop.clone());
@@ -390,6 +398,10 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Instan
             size: size as u64,
             checksum,
             blob: BlobKey::new(blob)?,
+            original: match original {
+                (Some(size), Some(checksum), Some(ts)) => Some(Original { size: size as u64, checksum, transfer_syntax_uid: uid(&ts)? }),
+                _ => None,
+            },
         })
     };
     Ok(build())
@@ -666,8 +678,9 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, r: &InstanceRecord, policy: Duplic
         }
     };
     tx.prepare_cached(
-        "INSERT INTO instances (series_pk, sop_uid, sop_class, instance_number, transfer_syntax, frames, rows, columns, size, checksum, blob, pixel, frame_size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT INTO instances (series_pk, sop_uid, sop_class, instance_number, transfer_syntax, frames, rows, columns, size, checksum, blob, pixel, frame_size,
+                                original_size, original_checksum, original_transfer_syntax)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         series_pk,
@@ -683,6 +696,9 @@ fn insert_one(tx: &rusqlite::Transaction<'_>, r: &InstanceRecord, policy: Duplic
         r.blob.as_str(),
         encode_pixel(&r.pixel),
         r.frame_size.map(|n| n as i64),
+        r.original.as_ref().map(|o| o.size as i64),
+        r.original.as_ref().map(|o| o.checksum.as_str()),
+        r.original.as_ref().map(|o| o.transfer_syntax_uid.as_str()),
     ])?;
     Ok(outcome)
 }

@@ -203,6 +203,7 @@ fn records(world: &World) -> Vec<InstanceRecord> {
                 size: 5000 + k as u64,
                 checksum: checksum(k as u64),
                 blob: BlobKey::for_id(k as u128 + 1),
+                original: None,
             }
         })
         .collect()
