@@ -135,8 +135,6 @@ pub struct Settings {
 
 impl Settings {
     /// The archive settings: the duplicate policy and compression on ingest.
-    // FIXME: main.rs still builds its ArchiveConfig from the duplicate policy alone.
-    #[allow(dead_code)]
     pub fn archive_config(&self) -> pacs_store::ArchiveConfig {
         pacs_store::ArchiveConfig { duplicate_policy: self.duplicate_policy, compression: self.compression.clone(), ..pacs_store::ArchiveConfig::default() }
     }

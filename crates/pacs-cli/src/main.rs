@@ -5,6 +5,7 @@ mod config;
 mod import;
 mod output;
 mod remote;
+mod render;
 mod transcode;
 
 use std::io::{IsTerminal, Write};
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use pacs_core::{Attribute, MatchOptions, Query, QueryLevel, Scope, Uid};
-use pacs_store::{Archive, ArchiveConfig, VerifyOptions};
+use pacs_store::{Archive, VerifyOptions};
 
 /// A vendor-neutral DICOM archive.
 #[derive(Parser)]
@@ -200,6 +201,8 @@ enum Command {
     },
     /// Convert a DICOM file to another transfer syntax.
     Transcode(transcode::TranscodeArgs),
+    /// Render a frame of a DICOM file as a PNG or JPEG image (window, frame, size).
+    Render(render::RenderArgs),
     /// Show counts of patients, studies, series, instances and bytes.
     Stats {
         /// Print JSON.
@@ -352,7 +355,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn open_archive(settings: &config::Settings) -> anyhow::Result<Archive> {
-    let config = ArchiveConfig { duplicate_policy: settings.duplicate_policy, ..ArchiveConfig::default() };
+    let config = settings.archive_config();
     Archive::open(&settings.data_dir, config).with_context(|| format!("cannot open the archive in {}", settings.data_dir.display()))
 }
 
@@ -608,6 +611,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             remote::pull(&us.config()?, &node, from.as_deref(), to.as_deref(), dest.as_deref(), listen, open_archive(&settings)?, json)
         }
         Command::Transcode(args) => transcode::run(&args),
+        Command::Render(args) => render::run(&args),
         Command::Stats { json } => {
             let archive = open_archive(&settings)?;
             let s = archive.stats()?;

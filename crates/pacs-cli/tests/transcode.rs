@@ -76,3 +76,38 @@ fn get_into_implicit_only_peer_converts_compressed_instances() {
         assert_eq!(arrived["pixels"], source["pixels"], "pixels of {}", source["uid"]);
     }
 }
+
+#[test]
+fn the_ingest_policy_of_pacs_toml_compresses_what_it_matches() {
+    require_python();
+    let pacs = Pacs::new();
+    std::fs::create_dir_all(pacs.data_dir()).expect("mkdir");
+    std::fs::write(pacs.data_dir().join("pacs.toml"), "[[ingest.compress]]\nmodality = \"CT\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.80\"\n")
+        .expect("write pacs.toml");
+    let ct = pydicom_file("CT_small.dcm");
+    let mr = pydicom_file("MR_small.dcm");
+    let (code, report) = pacs.import(&[&ct, &mr], &[]);
+    assert_eq!(code, 0, "{report}");
+    let rows = pacs.json(&["query", "-l", "instance", "-k", "TransferSyntaxUID", "-k", "Modality", "--format", "json"]);
+    let syntax_of = |modality: &str| {
+        let row = rows.as_array().expect("rows").iter().find(|r| text(r, "Modality") == modality).unwrap_or_else(|| panic!("no {modality} in {rows}"));
+        (text(row, "TransferSyntaxUID").to_owned(), text(row, "SOPInstanceUID").to_owned())
+    };
+    let (ct_syntax, ct_uid) = syntax_of("CT");
+    let (mr_syntax, mr_uid) = syntax_of("MR");
+    assert_eq!(ct_syntax, "1.2.840.10008.1.2.4.80", "the CT matches the rule");
+    assert_eq!(mr_syntax, "1.2.840.10008.1.2.1", "the MR matches none and is kept as received");
+    // The stored CT has the pixels of the original; the MR is the received bytes.
+    let ct_out = pacs.scratch("ct.dcm");
+    std::fs::write(&ct_out, pacs.export_instance(&ct_uid)).expect("write");
+    let described = describe_files(&[&ct, &ct_out]);
+    assert_eq!(described[0]["pixels"], described[1]["pixels"], "{described:?}");
+    assert_eq!(described[1]["ts"], "1.2.840.10008.1.2.4.80");
+    assert_eq!(pacs.export_instance(&mr_uid), std::fs::read(&mr).expect("read"));
+    pacs.assert_verify_clean();
+
+    // A lossy target without allow_lossy is refused before anything runs.
+    std::fs::write(pacs.data_dir().join("pacs.toml"), "[[ingest.compress]]\nmodality = \"CT\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.50\"\n")
+        .expect("write pacs.toml");
+    assert_error(&pacs.run(&["stats"]), &["allow_lossy"]);
+}
