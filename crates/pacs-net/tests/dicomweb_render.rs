@@ -8,128 +8,16 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use pacs_codec::syntax::{EXPLICIT_VR_LITTLE_ENDIAN, JPEG_BASELINE, JPEG_LS_LOSSLESS, RLE_LOSSLESS};
-use pacs_net::web::{WebConfig, WebServer};
-use pacs_store::{Archive, ArchiveConfig};
+use pacs_net::web::WebConfig;
 use serde_json::Value;
 
-/// A `WebServer` on 127.0.0.1 over an archive in a temporary folder, stopped when dropped.
-struct Web {
-    runtime: tokio::runtime::Runtime,
-    address: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<pacs_net::Result<()>>>,
-    archive: Arc<Archive>,
-    dir: tempfile::TempDir,
-}
-
-impl Web {
-    fn start() -> Web {
-        let dir = tempfile::tempdir().unwrap();
-        let archive = Arc::new(Archive::open(&dir.path().join("data"), ArchiveConfig::default()).unwrap());
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let server = runtime.block_on(WebServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&archive), WebConfig::default())).unwrap();
-        let address = server.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = runtime.spawn(server.serve(async move {
-            let _ = rx.await;
-        }));
-        Web { runtime, address, shutdown: Some(tx), task: Some(task), archive, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/dicom-web", self.address)
-    }
-
-    fn ingest(&self, path: &Path) {
-        self.archive.ingest(&mut std::fs::File::open(path).unwrap()).unwrap_or_else(|e| panic!("ingest {}: {e}", path.display()));
-    }
-
-    /// `curl` against `path` (under the base URL) with extra arguments.
-    fn curl(&self, path: &str, args: &[&str]) -> Reply {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (body, headers) = (self.dir.path().join(format!("curl-{n}.body")), self.dir.path().join(format!("curl-{n}.headers")));
-        let output = Command::new("curl")
-            .args(["-sS", "--max-time", "60", "-o"])
-            .arg(&body)
-            .arg("-D")
-            .arg(&headers)
-            .args(["-w", "%{http_code}"])
-            .args(args)
-            .arg(format!("{}{path}", self.url()))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run curl ({e}): scripts/test.sh installs it"));
-        let status = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
-        Reply { status, headers: std::fs::read_to_string(&headers).unwrap_or_default(), body: std::fs::read(&body).unwrap_or_default() }
-    }
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
-        }
-    }
-}
-
-/// An HTTP answer.
-struct Reply {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().rev().find_map(|l| l.split_once(':').filter(|(n, _)| n.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned()))
-    }
-
-    /// The parts of a `multipart/related` answer: (headers, content).
-    fn parts(&self) -> Vec<(String, Vec<u8>)> {
-        let content_type = self.header("content-type").unwrap_or_default();
-        assert!(content_type.starts_with("multipart/related"), "not multipart: {content_type}");
-        let boundary = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).unwrap().trim_matches('"').to_owned();
-        let delimiter = format!("--{boundary}").into_bytes();
-        let positions: Vec<usize> = (0..self.body.len().saturating_sub(delimiter.len()) + 1).filter(|&i| self.body[i..].starts_with(&delimiter)).collect();
-        let mut parts = Vec::new();
-        for pair in positions.windows(2) {
-            let part = &self.body[pair[0] + delimiter.len() + 2..pair[1] - 2];
-            let split = (0..part.len()).find(|&i| part[i..].starts_with(b"\r\n\r\n")).unwrap();
-            parts.push((String::from_utf8_lossy(&part[..split]).into_owned(), part[split + 4..].to_vec()));
-        }
-        assert!(self.body[*positions.last().unwrap()..].starts_with(format!("--{boundary}--").as_bytes()), "no closing delimiter");
-        parts
-    }
-}
-
-fn pydicom_test_file(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let out = Command::new("python3")
-            .args(["-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.__file__))"])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs Python 3 and pydicom"));
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("test_files")
-    });
-    let path = dir.join(name);
-    assert!(path.is_file(), "pydicom test file {} is missing", path.display());
-    path
-}
+use common::*;
 
 /// pydicom's reading of `path`: its UIDs, transfer syntax and a hash of its decoded pixels.
 fn pydicom(path: &Path) -> Value {
@@ -169,7 +57,7 @@ fn compressed_objects_render_like_their_native_copy() {
         let path = pydicom_test_file(name);
         let info = pydicom(&path);
         // pydicom's files share UIDs: a pair of archives for each.
-        let (compressed, native) = (Web::start(), Web::start());
+        let (compressed, native) = (Web::start(WebConfig::default()), Web::start(WebConfig::default()));
         compressed.ingest(&path);
         native.ingest(&native_copy(&path, scratch.path()));
         let instance = instance_path(&info);
@@ -202,7 +90,7 @@ fn compressed_objects_render_like_their_native_copy() {
 
 #[test]
 fn wado_rs_honours_the_transfer_syntax_parameter() {
-    let web = Web::start();
+    let web = Web::start(WebConfig::default());
     let scratch = tempfile::tempdir().unwrap();
     let ct = pydicom_test_file("CT_small.dcm");
     let rle = pydicom_test_file("MR_small_RLE.dcm");
@@ -271,7 +159,7 @@ fn wado_rs_honours_the_transfer_syntax_parameter() {
 
 #[test]
 fn dicomweb_client_retrieves_in_the_asked_transfer_syntax() {
-    let web = Web::start();
+    let web = Web::start(WebConfig::default());
     let rle = pydicom_test_file("MR_small_RLE.dcm");
     web.ingest(&rle);
     let info = pydicom(&rle);

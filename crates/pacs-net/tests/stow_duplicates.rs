@@ -66,23 +66,18 @@ async fn a_different_object_under_a_stored_uid_is_a_warning() {
     std::fs::write(&first, object(1)).unwrap();
     std::fs::write(&second, object(2)).unwrap();
 
-    let (code, body) = tokio::task::spawn_blocking({
-        let (base, first) = (base.clone(), first.clone());
-        move || stow(&base, &first)
-    })
-    .await
-    .unwrap();
+    let post = |file: &std::path::Path| {
+        let (base, file) = (base.clone(), file.to_owned());
+        // curl blocks: off the runtime's threads.
+        tokio::task::spawn_blocking(move || stow(&base, &file))
+    };
+    let (code, body) = post(&first).await.unwrap();
     assert_eq!(code, 200, "{body}");
     // The same bytes again: an idempotent success.
-    let (code, body) = tokio::task::spawn_blocking({
-        let (base, first) = (base.clone(), first.clone());
-        move || stow(&base, &first)
-    })
-    .await
-    .unwrap();
+    let (code, body) = post(&first).await.unwrap();
     assert_eq!(code, 200, "{body}");
     // Different bytes under the same UID: kept out, with a warning.
-    let (code, body) = tokio::task::spawn_blocking(move || stow(&base, &second)).await.unwrap();
+    let (code, body) = post(&second).await.unwrap();
     assert_eq!(code, 202, "{body}");
     let item = &body["00081199"]["Value"][0];
     assert_eq!(item["00081196"]["Value"][0], 0xB006, "{body}");

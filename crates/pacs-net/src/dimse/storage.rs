@@ -7,7 +7,7 @@
 //! them together, so that concurrent C-STOREs share the fsyncs of one group commit. A response is
 //! sent only after its instance's commit returned.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,30 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::command::status;
 use super::meta::part10_header;
+use crate::channel::ChannelReader;
 use crate::error::{Error, Result};
 
 /// Instances committed together at most.
 const MAX_GROUP: usize = 64;
-
-/// Bytes of a data set arriving over the network, read by a blocking `Archive::stage`.
-struct ChannelReader {
-    current: Bytes,
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
 
 /// A C-STORE data set streaming into the archive.
 ///
@@ -71,7 +52,7 @@ impl Receiving {
         let header = part10_header(sop_class, sop_instance, transfer_syntax, source_ae);
         let (tx, rx) = mpsc::channel::<Bytes>(8);
         let archive = Arc::clone(archive);
-        let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::from(header), rx }));
+        let staging = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader::new(Bytes::from(header), rx)));
         Receiving { data: Some(tx), staging, sop_instance: sop_instance.to_owned() }
     }
 

@@ -12,7 +12,7 @@
 //! Sequence, with a Failure Reason and an Error Comment): 200 when all were stored, 202 when some
 //! failed, 409 when all failed.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::media::{accepts_json, parse_accept, parse_media_type};
 use super::{AppState, uid};
+use crate::channel::ChannelReader;
 use crate::error::{Error, Result};
 
 /// Failure Reason: processing failure.
@@ -43,26 +44,6 @@ pub const ELEMENTS_DISCARDED: u16 = 0xB006;
 pub const STUDY_MISMATCH: u16 = 0xA900;
 /// Failure Reason: cannot understand (not a DICOM object, or malformed).
 pub const CANNOT_UNDERSTAND: u16 = 0xC000;
-
-/// Bytes of a part arriving over HTTP, read by a blocking `Archive::stage`.
-struct ChannelReader {
-    current: Bytes,
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
 
 /// One failed part.
 #[derive(Clone, Debug)]
@@ -83,7 +64,7 @@ impl Staging {
     fn start(archive: &Arc<Archive>) -> Staging {
         let (tx, rx) = mpsc::channel::<Bytes>(8);
         let archive = Arc::clone(archive);
-        let task = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader { current: Bytes::new(), rx }));
+        let task = tokio::task::spawn_blocking(move || archive.stage(&mut ChannelReader::new(Bytes::new(), rx)));
         Staging { tx: Some(tx), task }
     }
 
