@@ -115,7 +115,10 @@ pub fn instances_of(archive: &Archive, query: &Query) -> pacs_core::Result<Vec<I
     Ok(out)
 }
 
-/// Streams the data set of `record` in fragments of at most `chunk` bytes.
+/// Bytes read from a blob at a time when an instance is sent as stored.
+const READ_BLOCK: usize = 256 * 1024;
+
+/// Streams the data set of `record` in blocks of at most `chunk` bytes.
 fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord, chunk: usize) -> mpsc::Receiver<std::io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
@@ -296,7 +299,8 @@ where
         .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned())
         .unwrap_or_else(|| record.transfer_syntax_uid.to_string());
     let mut data = if target == record.transfer_syntax_uid.as_str() {
-        stream_data_set(archive, record, chunk)
+        // Read in large blocks (few hand-offs between threads), sent in PDU-sized fragments.
+        stream_data_set(archive, record, READ_BLOCK.max(chunk))
     } else {
         match transcoded_data_set(archive, record, target.clone(), chunk).await {
             Ok(rx) => rx,
@@ -309,11 +313,15 @@ where
     let command = PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: request.encode() };
     AsyncAssociation::send(ul, &Pdu::PData { data: vec![command] }).await.map_err(ul_error)?;
     let mut next = data.recv().await;
-    while let Some(piece) = next {
-        let piece = piece.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
+    while let Some(block) = next {
+        let block = block.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
         next = data.recv().await;
-        let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: next.is_none(), data: piece.to_vec() };
-        AsyncAssociation::send(ul, &Pdu::PData { data: vec![value] }).await.map_err(ul_error)?;
+        let pieces = block.len().div_ceil(chunk).max(1);
+        for (i, piece) in block.chunks(chunk).enumerate() {
+            let is_last = next.is_none() && i + 1 == pieces;
+            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last, data: piece.to_vec() };
+            AsyncAssociation::send(ul, &Pdu::PData { data: vec![value] }).await.map_err(ul_error)?;
+        }
     }
     let mut bytes = Vec::new();
     loop {
