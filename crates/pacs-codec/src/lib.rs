@@ -4,12 +4,13 @@
 //! encapsulation, re-encodes it and writes the object with its File Meta Information updated.
 //! [`can_transcode`] answers before any byte is read, so that DIMSE egress can choose a
 //! presentation context. The codecs are those of dicom-rs (`dicom-pixeldata` and its transfer
-//! syntax registry) plus our own encoders: RLE Lossless (any bits per sample), JPEG 2000 (one J2K
-//! codestream per frame through OpenJPEG: reversible 5/3 wavelet for lossless, irreversible 9/7
-//! for lossy) and colour JPEG-LS (CharLS, sample-interleaved). JPEG-LS (CharLS) and JPEG 2000
+//! syntax registry) plus our own encoders: RLE Lossless (any bits per sample), JPEG Lossless
+//! (Process 14, first-order prediction, pure Rust), JPEG 2000 (one J2K codestream per frame
+//! through OpenJPEG: reversible 5/3 wavelet for lossless, irreversible 9/7 for lossy) and colour
+//! JPEG-LS (CharLS, sample-interleaved). JPEG-LS (CharLS) and JPEG 2000
 //! (OpenJPEG) are native libraries, compiled in with the `codecs` feature (on by default).
 //! Without it only the uncompressed syntaxes and RLE Lossless (our own decoder and encoder) are
-//! read and written.
+//! read and written, and JPEG Lossless (our own encoder) written.
 //!
 //! | syntax | read | written |
 //! |---|---|---|
@@ -18,13 +19,15 @@
 //! | Deflated Explicit VR Little Endian | `codecs` | `codecs` |
 //! | RLE Lossless | ✓ (ours) | ✓ (ours) |
 //! | JPEG Baseline | `codecs` | `codecs` (8-bit) |
-//! | JPEG Extended, JPEG Lossless (P14, SV1) | `codecs` | ✗ |
+//! | JPEG Extended | `codecs` | ✗ |
+//! | JPEG Lossless (P14, SV1) | `codecs` | ✓ (ours; selection value 1, 8 and 16 bits allocated) |
 //! | JPEG-LS lossless, near-lossless | `codecs` | `codecs` (colour: ours, 8 and 16 bits) |
 //! | JPEG 2000 lossless, lossy | `codecs` | `codecs` (ours; 8 and 16 bits allocated) |
 
 pub mod error;
 #[cfg(feature = "codecs")]
 mod j2k;
+mod jpeg_lossless;
 #[cfg(feature = "codecs")]
 mod jpegls;
 pub mod render;

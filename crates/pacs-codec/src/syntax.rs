@@ -1,5 +1,6 @@
 //! What this build reads and writes: the transfer syntax registry of dicom-rs (with the codec
-//! features compiled in) plus our own encoders (RLE Lossless, JPEG 2000, colour JPEG-LS).
+//! features compiled in) plus our own encoders (RLE Lossless, JPEG Lossless, JPEG 2000, colour
+//! JPEG-LS).
 
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -59,7 +60,9 @@ pub fn can_read(uid: &str) -> bool {
 
 /// Whether objects can be written in transfer syntax `uid`.
 pub fn can_write(uid: &str) -> bool {
-    if uid == RLE_LOSSLESS {
+    // Our own encoders in pure Rust (`rle.rs`, `jpeg_lossless.rs`, selection value 1 for both
+    // JPEG Lossless syntaxes).
+    if uid == RLE_LOSSLESS || uid == JPEG_LOSSLESS || uid == JPEG_LOSSLESS_SV1 {
         return true;
     }
     // Our own encoder (`j2k.rs`), on the OpenJPEG of the codecs.
@@ -126,13 +129,21 @@ mod tests {
         ] {
             assert!(can_read(uid), "read {uid}");
         }
-        for uid in [DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_BASELINE, JPEG_LS_LOSSLESS, JPEG_LS_NEAR_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000] {
+        for uid in [
+            DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+            RLE_LOSSLESS,
+            JPEG_BASELINE,
+            JPEG_LOSSLESS,
+            JPEG_LOSSLESS_SV1,
+            JPEG_LS_LOSSLESS,
+            JPEG_LS_NEAR_LOSSLESS,
+            JPEG_2000_LOSSLESS,
+            JPEG_2000,
+        ] {
             assert!(can_write(uid), "write {uid}");
         }
-        // FIXME: JPEG Extended and JPEG Lossless have no encoder yet.
-        for uid in [JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1] {
-            assert!(!can_write(uid), "write {uid}");
-        }
+        // FIXME: JPEG Extended has no encoder yet.
+        assert!(!can_write(JPEG_EXTENDED), "write {JPEG_EXTENDED}");
     }
 
     #[cfg(not(feature = "codecs"))]

@@ -230,6 +230,8 @@ fn decode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String
 enum OwnEncoder {
     /// RLE Lossless (`rle.rs`).
     Rle,
+    /// JPEG Lossless, selection value 1, for both JPEG Lossless syntaxes (`jpeg_lossless.rs`).
+    JpegLossless,
     /// JPEG-LS of colour frames, sample-interleaved, with this NEAR (`jpegls.rs`).
     #[cfg(feature = "codecs")]
     JpegLs {
@@ -249,6 +251,7 @@ fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> 
     let _ = (samples_per_pixel, quality);
     match target_ts {
         RLE_LOSSLESS => Some(OwnEncoder::Rle),
+        syntax::JPEG_LOSSLESS | syntax::JPEG_LOSSLESS_SV1 => Some(OwnEncoder::JpegLossless),
         #[cfg(feature = "codecs")]
         syntax::JPEG_LS_LOSSLESS if samples_per_pixel > 1 => Some(OwnEncoder::JpegLs { near: Some(0), quality: None }),
         #[cfg(feature = "codecs")]
@@ -288,6 +291,26 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
                 return Err(format!("RLE Lossless cannot hold {photometric} (subsampled) pixel data"));
             }
             Box::new(move |frame| rle::encode_frame(frame, layout).ok_or_else(|| "more than 15 RLE segments per frame".to_owned()))
+        }
+        OwnEncoder::JpegLossless => {
+            if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2" | "PALETTE COLOR" | "RGB" | "YBR_FULL") {
+                return Err(format!("JPEG Lossless encoding of {photometric} pixel data"));
+            }
+            let bits_allocated = layout.bytes_per_sample as u32 * 8;
+            let bits_stored = int(object, tags::BITS_STORED).unwrap_or(bits_allocated);
+            let precision = crate::jpeg_lossless::precision(&pixels[..frame_len * frames], bits_allocated, bits_stored)?;
+            Box::new(move |samples| {
+                let frame = crate::jpeg_lossless::Frame {
+                    samples,
+                    rows: layout.rows as u32,
+                    columns: layout.columns as u32,
+                    samples_per_pixel: layout.samples_per_pixel as u32,
+                    bits_allocated,
+                    precision,
+                    planar: layout.planar,
+                };
+                crate::jpeg_lossless::encode_frame(&frame)
+            })
         }
         #[cfg(feature = "codecs")]
         OwnEncoder::JpegLs { near, quality } => {

@@ -31,8 +31,15 @@ const SOURCES: &[&str] = &[
 ];
 
 /// Lossless targets we write.
-const TARGETS: &[&str] =
-    &[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS];
+const TARGETS: &[&str] = &[
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    RLE_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+];
 
 fn test_files() -> PathBuf {
     let out = Command::new("python3").args(["-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.__file__))"]).output().expect("python3 runs");
@@ -84,8 +91,8 @@ fn lossless_conversions_are_pixel_identical() {
         let (from, first) = decode(&source);
         for &target in TARGETS {
             let result = convert(&source, target);
-            if (target == JPEG_LS_LOSSLESS || target == JPEG_2000_LOSSLESS) && bits_allocated(&source) > 16 {
-                // JPEG-LS holds 16 bits at most; OpenJPEG's lossless path, 16 here too.
+            if (target == JPEG_LOSSLESS_SV1 || target == JPEG_LS_LOSSLESS || target == JPEG_2000_LOSSLESS) && bits_allocated(&source) > 16 {
+                // JPEG Lossless and JPEG-LS hold 16 bits at most; OpenJPEG's lossless path, 16 here too.
                 assert!(matches!(result, Err(Error::PixelData { .. } | Error::Unsupported { .. })), "{name} to {target}: {result:?}");
                 continue;
             }
@@ -132,6 +139,8 @@ fn what_we_write_is_read_by_dcmtk_and_pydicom() {
         ("SC_rgb_rle_2frame.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
         ("SC_rgb_rle_16bit_2frame.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
         ("SC_rgb_jpeg_gdcm.dcm", JPEG_LS_LOSSLESS, Some("dcmdjpls")),
+        ("CT_small.dcm", JPEG_LOSSLESS_SV1, Some("dcmdjpeg")),
+        ("SC_rgb_rle_2frame.dcm", JPEG_LOSSLESS_SV1, Some("dcmdjpeg")),
         ("MR_small.dcm", JPEG_2000_LOSSLESS, None),
         ("CT_small.dcm", JPEG_2000_LOSSLESS, None),
         ("MR_small_jpeg_ls_lossless.dcm", JPEG_2000_LOSSLESS, None),
