@@ -50,6 +50,9 @@ import threading
 import time
 import urllib.request
 
+
+from benchlib import BenchError, Proc, cpu_seconds, fmt, listening, med, proc_status, say
+
 HOST = "127.0.0.1"
 SCU_AET = "BENCHSCU"  # the calling AE of every client and the AE of the C-MOVE storescp
 PACS_AET, PACS_PORT = "PACS", 11190
@@ -76,14 +79,6 @@ VERIFICATION = "1.2.840.10008.1.1"
 LOG_PROBLEM = re.compile(r"^[EF]\d{4} |\b(WARN|ERROR)\b|panick")
 
 TOOL_ENV = dict(os.environ, TCP_NODELAY="1")
-
-
-class BenchError(Exception):
-    pass
-
-
-def say(*parts):
-    print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,84 +154,6 @@ class Corpus:
 
 # ---------------------------------------------------------------------------------------------
 # processes
-
-
-def listening(port):
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def proc_status(pid, key):
-    """A kB field of /proc/<pid>/status (VmHWM, VmRSS), or None."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_seconds(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return float("nan")
-
-
-class Proc:
-    """A server process in its own process group; its pid is kept in PIDDIR while it runs so that
-    the calling shell's EXIT trap can stop it if this script dies."""
-
-    piddir = None
-
-    def __init__(self, name, argv, log_path, env):
-        self.name = name
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                  env=env, start_new_session=True)
-        self.pidfile = None
-        if Proc.piddir:
-            self.pidfile = os.path.join(Proc.piddir, str(self.p.pid))
-            with open(self.pidfile, "w") as f:
-                f.write(name + "\n")
-
-    @property
-    def pid(self):
-        return self.p.pid
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self):
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.p.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                say(f"{self.name} did not stop within {STOP_TIMEOUT_S} s: SIGKILL")
-                try:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.p.wait()
-        self.log.close()
-        if self.pidfile:
-            try:
-                os.unlink(self.pidfile)
-            except OSError:
-                pass
-        return self.p.returncode
 
 
 def run_tool(argv, timeout=TOOL_TIMEOUT_S):
@@ -839,18 +756,6 @@ def hold(server, n, wait_s=60):
 
 # ---------------------------------------------------------------------------------------------
 # report
-
-
-def med(xs):
-    return statistics.median(xs)
-
-
-def fmt(x, digits=3):
-    if x is None or x != x:
-        return "n/a"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    return f"{x:.{digits}g}"
 
 
 def host_info(work):
