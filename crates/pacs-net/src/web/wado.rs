@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pacs_codec::render::ImageFormat;
 use pacs_core::scan::PixelLayout;
 use pacs_core::{InstanceRecord, Scope};
@@ -141,13 +141,28 @@ enum PartSource {
 fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, boundary: String) -> Body {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let send = |chunk: Bytes| tx.blocking_send(Ok(chunk)).is_ok();
+        // Small pieces (part headers, small objects) are gathered into chunks of about CHUNK
+        // bytes: one hand-off and one write for many parts of a study of small instances.
+        let pending = std::cell::RefCell::new(BytesMut::new());
+        let flush = || {
+            let chunk = pending.borrow_mut().split().freeze();
+            chunk.is_empty() || tx.blocking_send(Ok(chunk)).is_ok()
+        };
+        let send = |chunk: Bytes| {
+            if chunk.len() >= CHUNK {
+                // Large pieces go as they are, after what was gathered.
+                return flush() && tx.blocking_send(Ok(chunk)).is_ok();
+            }
+            pending.borrow_mut().extend_from_slice(&chunk);
+            pending.borrow().len() < CHUNK || flush()
+        };
         for (i, (content_type, source)) in parts.into_iter().enumerate() {
             let source = match source {
                 PartSource::Transcoded(record, target) => match transcode_record(&archive, &record, &target) {
                     Ok(bytes) => PartSource::Bytes(bytes),
                     Err(e) => {
                         tracing::error!(error = %e, "transcoding for a WADO response failed; the response is cut short");
+                        let _ = flush();
                         let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                         return;
                     }
@@ -186,12 +201,15 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
                 Ok(false) => return, // the client went away
                 Err(e) => {
                     tracing::error!(error = %e, "streaming a WADO response failed; the response is cut short");
+                    let _ = flush();
                     let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                     return;
                 }
             }
         }
-        let _ = send(media::closing(&boundary));
+        if send(media::closing(&boundary)) {
+            let _ = flush();
+        }
     });
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
