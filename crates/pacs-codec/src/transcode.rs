@@ -210,9 +210,18 @@ fn decode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String
     if fragments.len() != frames {
         return Err(format!("{} RLE fragments for {frames} frames", fragments.len()));
     }
+    // Frames are independent: a multi-frame object is decoded on every core.
+    let decoded: Vec<Vec<u8>> = {
+        use rayon::prelude::*;
+        fragments
+            .par_iter()
+            .enumerate()
+            .map(|(i, fragment)| rle::decode_frame(fragment, layout).map_err(|e| format!("frame {}: {e}", i + 1)))
+            .collect::<std::result::Result<_, _>>()?
+    };
     let mut native = Vec::with_capacity(layout.frame_len() * frames);
-    for (i, fragment) in fragments.iter().enumerate() {
-        native.extend(rle::decode_frame(fragment, layout).map_err(|e| format!("frame {}: {e}", i + 1))?);
+    for frame in decoded {
+        native.extend(frame);
     }
     if !native.len().is_multiple_of(2) {
         native.push(0);
@@ -267,7 +276,7 @@ fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> 
 }
 
 /// Encodes one native frame into one fragment.
-type FrameEncoder = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String>>;
+type FrameEncoder = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String> + Send + Sync>;
 
 /// Replaces the native Pixel Data of `object` by fragments of `encoder`, one per frame, with a
 /// Basic Offset Table when there are several frames.
@@ -360,12 +369,20 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             })
         }
     };
+    // Frames are independent: a multi-frame object is encoded on every core.
+    let encoded: Vec<Vec<u8>> = {
+        use rayon::prelude::*;
+        pixels[..frame_len * frames]
+            .par_chunks_exact(frame_len)
+            .enumerate()
+            .map(|(i, frame)| encode(frame).map_err(|e| if frames > 1 { format!("frame {}: {e}", i + 1) } else { e }))
+            .collect::<std::result::Result<_, _>>()?
+    };
     let mut fragments = Vec::with_capacity(frames);
     let mut offsets = Vec::with_capacity(frames);
     let mut offset = 0u32;
     let mut compressed = 0usize;
-    for (i, frame) in pixels.chunks_exact(frame_len).take(frames).enumerate() {
-        let fragment = encode(frame).map_err(|e| if frames > 1 { format!("frame {}: {e}", i + 1) } else { e })?;
+    for fragment in encoded {
         offsets.push(offset);
         let len = u32::try_from(fragment.len()).map_err(|_| "a fragment over 4 GiB")?;
         offset = offset.checked_add(len).and_then(|o| o.checked_add(8)).ok_or("encapsulated pixel data over 4 GiB")?;
