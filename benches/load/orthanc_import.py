@@ -154,6 +154,8 @@ class Orthanc:
         self.proc = None
         self.log = None
 
+    leftovers = []
+
     def start(self):
         for port in (HTTP_PORT, DICOM_PORT):
             if listening(port):
@@ -211,7 +213,9 @@ class Orthanc:
             self.log.close()
             self.log = None
         if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            # Removed at the very end, not now: ext4 searches long for a free inode next to
+            # thousands of just-deleted ones, which would slow the next repetition's files.
+            Orthanc.leftovers.append(self.workdir)
             self.workdir = None
 
 
@@ -324,6 +328,8 @@ def main():
             f"CPU s during upload: client {client_cpu:.2f}, Orthanc {server_cpu:.2f}"
             + (f"; first error: {first_error}" if first_error else ""))
 
+    for workdir in Orthanc.leftovers:
+        shutil.rmtree(workdir, ignore_errors=True)
     median = statistics.median(reps)
     complete = all(c == len(files) for c in counts)
     if not complete or errors:

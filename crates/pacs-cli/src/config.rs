@@ -107,7 +107,8 @@ pub struct DimseConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportConfig {
-    /// Parallel workers (default: the number of cores, at least 2).
+    /// Parallel workers (default: twice the number of cores, at least 4: a worker spends much of
+    /// its time waiting for the file system).
     pub jobs: Option<usize>,
     /// Objects committed together (default 64).
     pub batch: Option<usize>,
@@ -185,7 +186,7 @@ pub fn resolve(data_dir: Option<&Path>, config: Option<&Path>) -> anyhow::Result
     };
     let jobs = match std::env::var("PACS_IMPORT_JOBS").ok() {
         Some(j) => j.parse().with_context(|| format!("PACS_IMPORT_JOBS={j:?} is not a number"))?,
-        None => file.import.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
+        None => file.import.jobs.unwrap_or_else(|| (2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(4)),
     };
     let rules = file
         .ingest
