@@ -14,8 +14,7 @@ use pacs_codec::render::{self, ImageFormat, RenderOptions};
 use pacs_codec::syntax::EXPLICIT_VR_LITTLE_ENDIAN;
 
 const SIZE: usize = 512;
-const TARGETS: [(&str, &str); 3] =
-    [("jpeg_ls", "1.2.840.10008.1.2.4.80"), ("jpeg_2000", "1.2.840.10008.1.2.4.90"), ("rle", "1.2.840.10008.1.2.5")];
+const TARGETS: [(&str, &str); 3] = [("jpeg_ls", "1.2.840.10008.1.2.4.80"), ("jpeg_2000", "1.2.840.10008.1.2.4.90"), ("rle", "1.2.840.10008.1.2.5")];
 
 /// Stored values (HU + 1024) of a CT-like slice.
 fn phantom() -> Vec<u16> {

@@ -321,6 +321,9 @@ class Server:
         self.peak_rss_kb = {}
         self.problems = []
         self.logs = []
+        # Storage of earlier repetitions, removed only at the end: ext4 searches long for a free
+        # inode next to thousands of just-deleted ones, which would slow the next ingest.
+        self.retired = []
 
     def check_ports(self):
         for port in (self.port, self.http_port):
@@ -329,7 +332,7 @@ class Server:
 
     def fresh_dir(self):
         if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.retired.append(self.dir)
         self.runs += 1
         self.dir = os.path.join(self.work, f"{self.name}-{self.runs}")
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -350,9 +353,11 @@ class Server:
         self.proc = None
 
     def cleanup(self):
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+        for d in self.retired + [self.dir]:
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
+        self.retired = []
+        self.dir = None
 
     def wait_http(self, path):
         deadline = time.monotonic() + START_TIMEOUT_S
