@@ -37,7 +37,7 @@ fn transcode_converts_and_refuses_the_impossible() {
     assert_eq!(both[0]["uid"], both[1]["uid"]);
 
     let refused = pacs.scratch("refused.dcm");
-    let run = pacs.run(&["transcode".as_ref(), source.as_os_str(), refused.as_os_str(), "-t".as_ref(), "1.2.840.10008.1.2.4.57".as_ref()]);
+    let run = pacs.run(&["transcode".as_ref(), source.as_os_str(), refused.as_os_str(), "-t".as_ref(), "1.2.840.10008.1.2.4.51".as_ref()]);
     assert_ne!(exit_code(&run), 0);
     assert_error(&run, &["cannot transcode"]);
     assert!(!refused.exists(), "no output after a refused conversion");
