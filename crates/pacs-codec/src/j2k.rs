@@ -18,26 +18,7 @@ use std::ptr::{self, NonNull};
 
 use openjpeg_sys as opj;
 
-/// One native frame to encode.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Frame<'a> {
-    /// The frame's samples, little endian, interleaved (`planar == false`) or by plane.
-    pub samples: &'a [u8],
-    /// Rows.
-    pub rows: u32,
-    /// Columns.
-    pub columns: u32,
-    /// Samples per pixel (1 or 3).
-    pub samples_per_pixel: u32,
-    /// Bits Allocated: 8 or 16.
-    pub bits_allocated: u32,
-    /// Bits Stored: the precision of each component.
-    pub bits_stored: u32,
-    /// Pixel Representation 1: two's complement samples.
-    pub signed: bool,
-    /// Planar Configuration 1: the samples are stored plane by plane.
-    pub planar: bool,
-}
+use crate::frame::Frame;
 
 /// How to compress.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -14,27 +14,10 @@
 //! Stored when every sample fits in it, and Bits Allocated otherwise (signed samples sign-extended
 //! above Bits Stored, or other bits set there), so that decoding gives back the stored bytes.
 
-/// One native frame to encode.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Frame<'a> {
-    /// The frame's samples, little endian, pixel-interleaved (`planar == false`) or by plane.
-    pub samples: &'a [u8],
-    /// Rows.
-    pub rows: u32,
-    /// Columns.
-    pub columns: u32,
-    /// Samples per pixel: 1 or 3.
-    pub samples_per_pixel: u32,
-    /// Bits Allocated: 8 or 16.
-    pub bits_allocated: u32,
-    /// The sample precision P of the JPEG stream, from [`precision`].
-    pub precision: u32,
-    /// Planar Configuration 1: the samples are stored plane by plane.
-    pub planar: bool,
-}
-
 /// The number of Huffman symbols: the difference categories 0 to 16.
 const CATEGORIES: usize = 17;
+
+use crate::frame::Frame;
 
 /// The sample precision for pixel data of `bits_allocated` (8 or 16) and `bits_stored`: Bits
 /// Stored when every sample of `samples` (all frames, little endian) fits in it, else Bits
@@ -55,14 +38,15 @@ pub(crate) fn precision(samples: &[u8], bits_allocated: u32, bits_stored: u32) -
     Ok(if fits { bits_stored } else { bits_allocated })
 }
 
-/// Encodes one frame into a JPEG Lossless stream (selection value 1, no point transform), padded
-/// with a zero byte to an even length.
-pub(crate) fn encode_frame(frame: &Frame<'_>) -> Result<Vec<u8>, String> {
+/// Encodes one frame into a JPEG Lossless stream of sample precision `precision` (from
+/// [`precision`]; the frame's Bits Stored is not used), selection value 1, no point transform,
+/// padded with a zero byte to an even length.
+pub(crate) fn encode_frame(frame: &Frame<'_>, precision: u32) -> Result<Vec<u8>, String> {
     if frame.bits_allocated != 8 && frame.bits_allocated != 16 {
         return Err(format!("JPEG Lossless encoding needs Bits Allocated 8 or 16, not {}", frame.bits_allocated));
     }
-    if frame.precision < 2 || frame.precision > frame.bits_allocated {
-        return Err(format!("JPEG Lossless precision {} with Bits Allocated {}", frame.precision, frame.bits_allocated));
+    if precision < 2 || precision > frame.bits_allocated {
+        return Err(format!("JPEG Lossless precision {} with Bits Allocated {}", precision, frame.bits_allocated));
     }
     if frame.samples_per_pixel != 1 && frame.samples_per_pixel != 3 {
         return Err(format!("JPEG Lossless encoding of {} samples per pixel", frame.samples_per_pixel));
@@ -83,13 +67,13 @@ pub(crate) fn encode_frame(frame: &Frame<'_>) -> Result<Vec<u8>, String> {
         let index = if frame.planar { component * pixels + pixel } else { pixel * components + component };
         if bytes == 1 { u16::from(frame.samples[index]) } else { u16::from_le_bytes([frame.samples[2 * index], frame.samples[2 * index + 1]]) }
     };
-    let mask = if frame.precision == 16 { u16::MAX } else { (1u16 << frame.precision) - 1 };
+    let mask = if precision == 16 { u16::MAX } else { (1u16 << precision) - 1 };
     if (0..pixels * components).any(|i| sample(i / components, i % components) & !mask != 0) {
-        return Err(format!("a sample above the JPEG Lossless precision of {} bits", frame.precision));
+        return Err(format!("a sample above the JPEG Lossless precision of {} bits", precision));
     }
 
     // The differences, in the order they are coded (pixel by pixel, component by component).
-    let first = 1u16 << (frame.precision - 1);
+    let first = 1u16 << (precision - 1);
     let mut differences = Vec::with_capacity(pixels * components);
     for pixel in 0..pixels {
         for component in 0..components {
@@ -112,7 +96,7 @@ pub(crate) fn encode_frame(frame: &Frame<'_>) -> Result<Vec<u8>, String> {
     // SOF3: Lf, P, Y, X, Nf, then per component Ci, Hi/Vi, Tqi.
     out.extend_from_slice(&[0xFF, 0xC3]);
     out.extend_from_slice(&(8 + 3 * components as u16).to_be_bytes());
-    out.push(frame.precision as u8);
+    out.push(precision as u8);
     out.extend_from_slice(&rows.to_be_bytes());
     out.extend_from_slice(&columns.to_be_bytes());
     out.push(components as u8);
@@ -390,14 +374,14 @@ mod tests {
         (precision, rows, columns, components, samples)
     }
 
-    fn frame(samples: &[u8], rows: u32, columns: u32, samples_per_pixel: u32, bits_allocated: u32, precision: u32) -> Frame<'_> {
-        Frame { samples, rows, columns, samples_per_pixel, bits_allocated, precision, planar: false }
+    fn frame(samples: &[u8], rows: u32, columns: u32, samples_per_pixel: u32, bits_allocated: u32) -> Frame<'_> {
+        Frame { samples, rows, columns, samples_per_pixel, bits_allocated, bits_stored: bits_allocated, signed: false, planar: false }
     }
 
     fn check(samples: &[u16], rows: u32, columns: u32, samples_per_pixel: u32, bits_allocated: u32, precision: u32) {
         let bytes: Vec<u8> =
             if bits_allocated == 8 { samples.iter().map(|&s| s as u8).collect() } else { samples.iter().flat_map(|s| s.to_le_bytes()).collect() };
-        let stream = encode_frame(&frame(&bytes, rows, columns, samples_per_pixel, bits_allocated, precision)).expect("encodes");
+        let stream = encode_frame(&frame(&bytes, rows, columns, samples_per_pixel, bits_allocated), precision).expect("encodes");
         assert_eq!(stream.len() % 2, 0, "even length");
         let (p, r, c, n, decoded) = decode(&stream);
         assert_eq!((p, r as u32, c as u32, n as u32), (precision, rows, columns, samples_per_pixel));
@@ -436,7 +420,7 @@ mod tests {
     #[test]
     fn planar_samples_are_interleaved_in_the_scan() {
         let planes = [1u8, 2, 3, 4, 10, 20, 30, 40, 100, 200, 250, 255];
-        let stream = encode_frame(&Frame { planar: true, ..frame(&planes, 2, 2, 3, 8, 8) }).expect("encodes");
+        let stream = encode_frame(&Frame { planar: true, ..frame(&planes, 2, 2, 3, 8) }, 8).expect("encodes");
         assert_eq!(decode(&stream).4, [1, 10, 100, 2, 20, 200, 3, 30, 250, 4, 40, 255]);
     }
 
@@ -497,11 +481,11 @@ mod tests {
     #[test]
     fn impossible_frames_are_errors() {
         let samples = [0u8; 16];
-        assert!(encode_frame(&frame(&samples, 2, 2, 1, 32, 16)).is_err());
-        assert!(encode_frame(&frame(&samples, 0, 2, 1, 8, 8)).is_err());
-        assert!(encode_frame(&frame(&samples, 70000, 1, 1, 8, 8)).is_err());
-        assert!(encode_frame(&frame(&samples, 4, 4, 1, 16, 16)).is_err(), "too few bytes");
-        assert!(encode_frame(&frame(&samples, 2, 2, 2, 8, 8)).is_err(), "two samples per pixel");
-        assert!(encode_frame(&frame(&[0xFF, 0xFF], 1, 1, 1, 16, 12)).is_err(), "a sample above the precision");
+        assert!(encode_frame(&frame(&samples, 2, 2, 1, 32), 16).is_err());
+        assert!(encode_frame(&frame(&samples, 0, 2, 1, 8), 8).is_err());
+        assert!(encode_frame(&frame(&samples, 70000, 1, 1, 8), 8).is_err());
+        assert!(encode_frame(&frame(&samples, 4, 4, 1, 16), 16).is_err(), "too few bytes");
+        assert!(encode_frame(&frame(&samples, 2, 2, 2, 8), 8).is_err(), "two samples per pixel");
+        assert!(encode_frame(&frame(&[0xFF, 0xFF], 1, 1, 1, 16), 12).is_err(), "a sample above the precision");
     }
 }

@@ -8,24 +8,7 @@
 
 use charls::{CharLS, FrameInfo, InterleaveMode};
 
-/// One native colour frame to encode.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Frame<'a> {
-    /// The frame's samples, little endian, interleaved (`planar == false`) or by plane.
-    pub samples: &'a [u8],
-    /// Rows.
-    pub rows: u32,
-    /// Columns.
-    pub columns: u32,
-    /// Samples per pixel (3).
-    pub samples_per_pixel: u32,
-    /// Bits Allocated: 8 or 16.
-    pub bits_allocated: u32,
-    /// Bits Stored: the JPEG-LS sample precision (2 to 16).
-    pub bits_stored: u32,
-    /// Planar Configuration 1: the samples are stored plane by plane.
-    pub planar: bool,
-}
+use crate::frame::Frame;
 
 /// The NEAR parameter (maximum error per sample) for a quality from 0 to 100, as dicom-rs
 /// computes it: 100 (the default) is lossless.
@@ -103,7 +86,7 @@ mod tests {
     #[test]
     fn colour_frames_are_sample_interleaved_and_decode_to_the_same_pixels() {
         let rgb: Vec<u8> = (0..16u32 * 12).flat_map(|i| [(i * 3) as u8, (255 - i) as u8, (i * 11 % 256) as u8]).collect();
-        let frame = Frame { samples: &rgb, rows: 12, columns: 16, samples_per_pixel: 3, bits_allocated: 8, bits_stored: 8, planar: false };
+        let frame = Frame { samples: &rgb, rows: 12, columns: 16, samples_per_pixel: 3, bits_allocated: 8, bits_stored: 8, signed: false, planar: false };
         let out = encode_frame(&frame, 0).expect("encodes");
         assert_eq!(interleave_mode(&out), Some(2), "ILV = sample");
         assert!(CharLS::default().decode(&out).expect("decodes") == rgb);
@@ -123,7 +106,7 @@ mod tests {
 
     #[test]
     fn impossible_frames_are_errors() {
-        let f = Frame { samples: &[0; 12], rows: 2, columns: 2, samples_per_pixel: 3, bits_allocated: 8, bits_stored: 8, planar: false };
+        let f = Frame { samples: &[0; 12], rows: 2, columns: 2, samples_per_pixel: 3, bits_allocated: 8, bits_stored: 8, signed: false, planar: false };
         assert!(encode_frame(&Frame { samples: &[0; 11], ..f }, 0).is_err());
         assert!(encode_frame(&Frame { samples_per_pixel: 1, ..f }, 0).is_err());
         assert!(encode_frame(&Frame { bits_allocated: 32, ..f }, 0).is_err());

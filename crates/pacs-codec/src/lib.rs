@@ -25,6 +25,7 @@
 //! | JPEG 2000 lossless, lossy | `codecs` | `codecs` (ours; 8 and 16 bits allocated) |
 
 pub mod error;
+mod frame;
 #[cfg(feature = "codecs")]
 mod j2k;
 mod jpeg_lossless;

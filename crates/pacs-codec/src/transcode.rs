@@ -14,6 +14,7 @@ use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::error::{Error, Result};
+use crate::frame::Frame;
 use crate::rle::{self, FrameLayout};
 use crate::syntax::{self, EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS};
 
@@ -289,7 +290,6 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
     if frame_len == 0 || pixels.len() < frame_len * frames {
         return Err(format!("Pixel Data has {} bytes, {frames} frames of {frame_len} expected", pixels.len()));
     }
-    #[cfg(feature = "codecs")]
     let (bits_stored, signed) =
         (int(object, tags::BITS_STORED).unwrap_or(layout.bytes_per_sample as u32 * 8), int(object, tags::PIXEL_REPRESENTATION) == Some(1));
     #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
@@ -305,21 +305,8 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2" | "PALETTE COLOR" | "RGB" | "YBR_FULL") {
                 return Err(format!("JPEG Lossless encoding of {photometric} pixel data"));
             }
-            let bits_allocated = layout.bytes_per_sample as u32 * 8;
-            let bits_stored = int(object, tags::BITS_STORED).unwrap_or(bits_allocated);
-            let precision = crate::jpeg_lossless::precision(&pixels[..frame_len * frames], bits_allocated, bits_stored)?;
-            Box::new(move |samples| {
-                let frame = crate::jpeg_lossless::Frame {
-                    samples,
-                    rows: layout.rows as u32,
-                    columns: layout.columns as u32,
-                    samples_per_pixel: layout.samples_per_pixel as u32,
-                    bits_allocated,
-                    precision,
-                    planar: layout.planar,
-                };
-                crate::jpeg_lossless::encode_frame(&frame)
-            })
+            let precision = crate::jpeg_lossless::precision(&pixels[..frame_len * frames], layout.bytes_per_sample as u32 * 8, bits_stored)?;
+            Box::new(move |samples| crate::jpeg_lossless::encode_frame(&Frame::new(samples, layout, bits_stored, signed), precision))
         }
         #[cfg(feature = "codecs")]
         OwnEncoder::JpegLs { near, quality } => {
@@ -330,18 +317,7 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             if near > 0 {
                 lossy_method = Some("ISO_14495_1");
             }
-            Box::new(move |samples| {
-                let frame = crate::jpegls::Frame {
-                    samples,
-                    rows: layout.rows as u32,
-                    columns: layout.columns as u32,
-                    samples_per_pixel: layout.samples_per_pixel as u32,
-                    bits_allocated: layout.bytes_per_sample as u32 * 8,
-                    bits_stored,
-                    planar: layout.planar,
-                };
-                crate::jpegls::encode_frame(&frame, near)
-            })
+            Box::new(move |samples| crate::jpegls::encode_frame(&Frame::new(samples, layout, bits_stored, signed), near))
         }
         #[cfg(feature = "codecs")]
         OwnEncoder::J2k(mode) => {
@@ -354,19 +330,7 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             if !lossless {
                 lossy_method = Some("ISO_15444_1");
             }
-            Box::new(move |samples| {
-                let frame = crate::j2k::Frame {
-                    samples,
-                    rows: layout.rows as u32,
-                    columns: layout.columns as u32,
-                    samples_per_pixel: layout.samples_per_pixel as u32,
-                    bits_allocated: layout.bytes_per_sample as u32 * 8,
-                    bits_stored,
-                    signed,
-                    planar: layout.planar,
-                };
-                crate::j2k::encode_frame(&frame, mode)
-            })
+            Box::new(move |samples| crate::j2k::encode_frame(&Frame::new(samples, layout, bits_stored, signed), mode))
         }
     };
     // Frames are independent: a multi-frame object is encoded on every core.

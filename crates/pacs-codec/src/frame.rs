@@ -1,0 +1,42 @@
+//! One native frame handed to our own encoders (JPEG Lossless, JPEG 2000, colour JPEG-LS).
+
+use crate::rle::FrameLayout;
+
+/// One native frame to encode, with what the encoders need of the image pixel module.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame<'a> {
+    /// The frame's samples, little endian, pixel-interleaved (`planar == false`) or by plane.
+    pub samples: &'a [u8],
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub columns: u32,
+    /// Samples per pixel (1 or 3).
+    pub samples_per_pixel: u32,
+    /// Bits Allocated: 8 or 16 for the encoders.
+    pub bits_allocated: u32,
+    /// Bits Stored (read by the encoders of the `codecs` feature).
+    #[cfg_attr(not(feature = "codecs"), allow(dead_code))]
+    pub bits_stored: u32,
+    /// Pixel Representation 1: two's complement samples (read by the JPEG 2000 encoder).
+    #[cfg_attr(not(feature = "codecs"), allow(dead_code))]
+    pub signed: bool,
+    /// Planar Configuration 1: the samples are stored plane by plane.
+    pub planar: bool,
+}
+
+impl<'a> Frame<'a> {
+    /// The frame `samples` of an object of `layout`, `bits_stored` and signedness `signed`.
+    pub(crate) fn new(samples: &'a [u8], layout: FrameLayout, bits_stored: u32, signed: bool) -> Frame<'a> {
+        Frame {
+            samples,
+            rows: layout.rows as u32,
+            columns: layout.columns as u32,
+            samples_per_pixel: layout.samples_per_pixel as u32,
+            bits_allocated: layout.bytes_per_sample as u32 * 8,
+            bits_stored,
+            signed,
+            planar: layout.planar,
+        }
+    }
+}
