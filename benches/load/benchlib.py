@@ -13,6 +13,8 @@ import time
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 20
+STRACE = "/usr/bin/strace"
+SYNC_CALLS = ("fsync", "fdatasync", "syncfs", "sync", "sync_file_range", "msync")
 
 
 class BenchError(Exception):
@@ -111,3 +113,37 @@ class Proc:
             except OSError:
                 pass
         return self.p.returncode
+
+
+def traced_sync_calls(server, store, n, what):
+    """fsync-family system calls the started `server` makes while `store()` stores n instances
+    (strace attached after start-up; `store()` returns a list of problems), or None without
+    strace. The server is stopped afterwards; a short or failed store is noted as a problem."""
+    out = os.path.join(server.work, f"{server.name}-strace.txt")
+    tracer = None
+    try:
+        tracer = Proc("strace", [STRACE, "-f", "-qq", "-c", "-o", out, "-e", "trace=" + ",".join(SYNC_CALLS),
+                                 "-p", str(server.proc.pid)], os.path.join(server.work, "strace.log"))
+        time.sleep(1.5)  # attaching to every thread
+        problems = store()
+        time.sleep(0.5)
+        tracer.stop()
+        tracer = None
+        instances, _ = server.count()
+    finally:
+        if tracer is not None:
+            tracer.stop()
+        server.stop("strace")
+    calls = {}
+    try:
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and parts[-1] in SYNC_CALLS and parts[3].isdigit():
+                    calls[parts[-1]] = int(parts[3])
+    except OSError:
+        return None
+    if problems or instances != n:
+        server.problems.append(f"strace run: {instances}/{n} stored, {problems[:1]}")
+    say(f"  {server.name:8} sync calls while storing {n} instances{what}: {calls}")
+    return {"n": n, "calls": calls}

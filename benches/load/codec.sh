@@ -23,6 +23,8 @@
 set -euo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/../.."
+# shellcheck source=benches/load/lib.sh
+. benches/load/lib.sh
 
 QUICK=${QUICK:-0}
 for arg in "$@"; do
@@ -50,7 +52,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # DCMTK and GDCM from Debian, called by absolute path.
 if [ ! -x /usr/bin/dcmcjpls ] || [ ! -x /usr/bin/dcmdrle ] || [ ! -x /usr/bin/dcm2pnm ] || [ ! -x /usr/bin/dcml2pnm ] || [ ! -x /usr/bin/gdcmconv ]; then

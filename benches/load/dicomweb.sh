@@ -23,6 +23,8 @@
 set -euo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/../.."
+# shellcheck source=benches/load/lib.sh
+. benches/load/lib.sh
 
 QUICK=${QUICK:-0}
 for arg in "$@"; do
@@ -45,33 +47,7 @@ CLIENTS=${CLIENTS:-16}
 BATCH=${BATCH:-10}
 mkdir -p "$WORK"
 
-# Servers still running when this script ends (error, Ctrl-C) are stopped here: the driver keeps
-# the pid of every server it started in $RUN/pids while it runs (each in its own process group).
-RUN=$(mktemp -d "$WORK/run.XXXXXX")
-mkdir -p "$RUN/pids" "$RUN/work"
-cleanup() {
-    local f pid
-    for f in "$RUN"/pids/*; do
-        [ -e "$f" ] || continue
-        pid=$(basename "$f")
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "dicomweb.sh: stopping $(cat "$f") (pid $pid)" >&2
-            kill -TERM -- "-$pid" 2>/dev/null || true
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-            kill -KILL -- "-$pid" 2>/dev/null || true
-        fi
-    done
-    # Keep the servers' logs of the last run for a look afterwards.
-    if ls "$RUN"/work/*.log >/dev/null 2>&1; then
-        rm -rf "$WORK/last-run-logs" && mkdir -p "$WORK/last-run-logs" && cp "$RUN"/work/*.log "$WORK/last-run-logs/" || true
-    fi
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+servers_stopped_on_exit dicomweb.sh
 
 # Orthanc and its DICOMweb plugin from Debian.
 if [ ! -x /usr/sbin/Orthanc ] || ! dpkg -L orthanc-dicomweb 2>/dev/null | grep -q '\.so'; then

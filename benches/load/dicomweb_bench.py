@@ -63,15 +63,13 @@ import time
 import urllib.parse
 
 
-from benchlib import BenchError, Proc, cpu_seconds, fmt, listening, med, proc_status, say
+from benchlib import STRACE, BenchError, Proc, cpu_seconds, fmt, listening, med, proc_status, say, traced_sync_calls
 
 HOST = "127.0.0.1"
 ROOT = "/dicom-web"
 PACS_PORT, PACS_HTTP = 11290, 18280
 ORTHANC_PORT, ORTHANC_HTTP = 14390, 18290
 ORTHANC_BIN = "/usr/sbin/Orthanc"
-STRACE = "/usr/bin/strace"
-SYNC_CALLS = ("fsync", "fdatasync", "syncfs", "sync", "sync_file_range", "msync")
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 20
 HTTP_TIMEOUT_S = 300
@@ -529,35 +527,8 @@ def sync_calls(server, corpus, batch, n=100):
     sub = Corpus.__new__(Corpus)
     sub.files, sub.data = files, corpus.data
     bodies = sub.stow_bodies(batch)
-    out = os.path.join(server.work, f"{server.name}-strace.txt")
     server.start("strace")
-    tracer = None
-    try:
-        tracer = Proc("strace", [STRACE, "-f", "-qq", "-c", "-o", out, "-e", "trace=" + ",".join(SYNC_CALLS),
-                                 "-p", str(server.proc.pid)], os.path.join(server.work, "strace.log"))
-        time.sleep(1.5)  # attaching to every thread
-        _s, problems, _r, _c = stow(server, bodies, 1)
-        time.sleep(0.5)
-        tracer.stop()
-        tracer = None
-        instances, _ = server.count()
-    finally:
-        if tracer is not None:
-            tracer.stop()
-        server.stop("strace")
-    calls = {}
-    try:
-        with open(out) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 5 and parts[-1] in SYNC_CALLS and parts[3].isdigit():
-                    calls[parts[-1]] = int(parts[3])
-    except OSError:
-        return None
-    if problems or instances != len(files):
-        server.problems.append(f"strace run: {instances}/{len(files)} stored, {problems[:1]}")
-    say(f"  {server.name:8} sync calls while storing {len(files)} instances over STOW-RS: {calls}")
-    return {"n": len(files), "calls": calls}
+    return traced_sync_calls(server, lambda: stow(server, bodies, 1)[1], len(files), " over STOW-RS")
 
 
 def latency_series(server, nclients, paths, check, warm_path):

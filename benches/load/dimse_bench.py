@@ -51,7 +51,7 @@ import time
 import urllib.request
 
 
-from benchlib import BenchError, Proc, cpu_seconds, fmt, listening, med, proc_status, say
+from benchlib import STRACE, BenchError, Proc, cpu_seconds, fmt, listening, med, proc_status, say, traced_sync_calls
 
 HOST = "127.0.0.1"
 SCU_AET = "BENCHSCU"  # the calling AE of every client and the AE of the C-MOVE storescp
@@ -64,8 +64,6 @@ EXPECTED_ERRORS = (NO_SUCH_STUDY, "Cannot determine what resources are requested
                    "C-MOVE request matching no resource", "IMoveRequestHandler Failed: Bad request")
 DCMTK = os.environ.get("DCMTK_BIN", "/usr/bin")
 ORTHANC_BIN = "/usr/sbin/Orthanc"
-STRACE = "/usr/bin/strace"
-SYNC_CALLS = ("fsync", "fdatasync", "syncfs", "sync", "sync_file_range", "msync")
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 20
 TOOL_TIMEOUT_S = 600
@@ -510,35 +508,8 @@ def sync_calls(server, corpus, n=100):
     if not os.access(STRACE, os.X_OK):
         return None
     files = corpus.files[:n]
-    out = os.path.join(server.work, f"{server.name}-strace.txt")
     server.start()
-    tracer = None
-    try:
-        tracer = Proc("strace", [STRACE, "-f", "-qq", "-c", "-o", out, "-e", "trace=" + ",".join(SYNC_CALLS),
-                                 "-p", str(server.proc.pid)], os.path.join(server.work, "strace.log"), os.environ)
-        time.sleep(1.5)  # attaching to every thread
-        _, errors = storescu(server, files, 1)
-        time.sleep(0.5)
-        tracer.stop()
-        tracer = None
-        instances, _ = server.count()
-    finally:
-        if tracer is not None:
-            tracer.stop()
-        server.stop("strace")
-    calls = {}
-    try:
-        with open(out) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 5 and parts[-1] in SYNC_CALLS and parts[3].isdigit():
-                    calls[parts[-1]] = int(parts[3])
-    except OSError:
-        return None
-    if errors or instances != len(files):
-        server.problems.append(f"strace run: {instances}/{len(files)} stored, {errors[:1]}")
-    say(f"  {server.name:8} sync calls while storing {len(files)} instances: {calls}")
-    return {"n": len(files), "calls": calls}
+    return traced_sync_calls(server, lambda: storescu(server, files, 1)[1], len(files), "")
 
 
 def note_requeued(server, what, client):
