@@ -205,19 +205,13 @@ impl Scu {
 
     /// The largest data fragment the peer takes.
     fn fragment_size(&self) -> usize {
-        let max = self.ul.acceptor_max_pdu_length() as usize;
-        if max == 0 { 64 * 1024 } else { max.saturating_sub(12).max(1024) }
+        super::fragment_size(self.ul.acceptor_max_pdu_length())
     }
 
     async fn send_data(&mut self, context: u8, data: &[u8]) -> Result<()> {
-        let chunk = self.fragment_size();
-        let total = data.len();
-        let mut sent = 0;
-        for piece in data.chunks(chunk) {
-            sent += piece.len();
-            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: sent == total, data: piece.to_vec() };
+        for pdu in super::data_pdus(context, data, self.fragment_size()) {
             let e = self.ul_error();
-            self.ul.send(&Pdu::PData { data: vec![value] }).await.map_err(e)?;
+            self.ul.send(&pdu).await.map_err(e)?;
         }
         Ok(())
     }

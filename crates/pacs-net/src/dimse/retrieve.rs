@@ -284,8 +284,7 @@ where
 {
     let peer = ul.peer_ae_title().to_owned();
     let ul_error = |source| Error::Association { peer: peer.clone(), source: Box::new(source) };
-    let max_pdu = ul.peer_max_pdu_length() as usize;
-    let chunk = if max_pdu == 0 { 64 * 1024 } else { max_pdu.saturating_sub(12).max(1024) };
+    let chunk = super::fragment_size(ul.peer_max_pdu_length());
     let sop = record.sop_instance_uid.to_string();
     let mut request = Command::c_store_rq(message_id, record.sop_class_uid.as_str(), &sop, Priority::Medium);
     if let Some((ae, id)) = move_originator {

@@ -645,15 +645,9 @@ impl Association {
 
     /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.
     async fn send_data(&self, ul: &mut Ul, context: u8, data: Vec<u8>) -> Result<()> {
-        let peer_max = dicom_ul::association::Association::requestor_max_pdu_length(ul) as usize;
-        // 6 bytes of PDU header and 6 of PDV header; 0 means no limit.
-        let chunk = if peer_max == 0 { data.len().max(1) } else { peer_max.saturating_sub(12).max(1024) };
-        let total = data.len();
-        let mut sent = 0;
-        for piece in data.chunks(chunk) {
-            sent += piece.len();
-            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: sent == total, data: piece.to_vec() };
-            ul.send(&Pdu::PData { data: vec![value] }).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })?;
+        let fragment = super::fragment_size(dicom_ul::association::Association::requestor_max_pdu_length(ul));
+        for pdu in super::data_pdus(context, &data, fragment) {
+            ul.send(&pdu).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })?;
         }
         Ok(())
     }
