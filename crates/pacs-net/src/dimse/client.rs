@@ -16,14 +16,13 @@ use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use pacs_core::attribute::{Attribute, ValueKind};
 use pacs_core::charset::{SpecificCharacterSet, TextKind};
-use pacs_core::scan::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, ScanLimits, file_meta, scan};
+use pacs_core::scan::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, file_meta};
 use pacs_core::{Query, QueryLevel, QueryRow};
 use pacs_store::{Archive, IngestReport};
 use tokio::net::TcpStream;
 
 use super::command::{Command, CommandField, Priority, VERIFICATION_SOP_CLASS_UID, status};
-use super::find::{padded, push, vr_of};
-use super::meta::part10_header;
+use super::find::{padded, push, scan_identifier, vr_of};
 use super::storage::{Committer, Receiving};
 use crate::error::{Error, Result};
 
@@ -499,9 +498,7 @@ pub fn encode_identifier(query: &Query, model: Model, transfer_syntax: &str) -> 
 /// Decodes a C-FIND response identifier into a row of the indexed attributes it holds, text
 /// decoded with its Specific Character Set.
 pub fn decode_identifier(data: &[u8], transfer_syntax: &str) -> Result<QueryRow> {
-    let mut bytes = part10_header("", "", transfer_syntax, "");
-    bytes.extend_from_slice(data);
-    let scanned = scan(&mut &bytes[..], &|_| true, ScanLimits::default()).map_err(|e| Error::Malformed { reason: format!("response identifier: {e}") })?;
+    let scanned = scan_identifier(data, transfer_syntax, &|_| true).map_err(|e| Error::Malformed { reason: format!("response identifier: {e}") })?;
     let charset = scanned.elements.get(&(0x0008, 0x0005)).map(|e| SpecificCharacterSet::from_raw(&e.bytes)).unwrap_or_default();
     let mut row = QueryRow::new();
     for attribute in Attribute::ALL {
@@ -651,9 +648,7 @@ fn counts_of(command: &Command) -> (u16, u16, u16, u16) {
 }
 
 fn failed_list(data: &[u8], transfer_syntax: &str) -> Vec<String> {
-    let mut bytes = part10_header("", "", transfer_syntax, "");
-    bytes.extend_from_slice(data);
-    match scan(&mut &bytes[..], &|t| t == (0x0008, 0x0058), ScanLimits::default()) {
+    match scan_identifier(data, transfer_syntax, &|t| t == (0x0008, 0x0058)) {
         Ok(s) => s
             .elements
             .get(&(0x0008, 0x0058))

@@ -1,9 +1,11 @@
 //! C-FIND identifiers: from a request's data set to a [`Query`], and from result rows back to
 //! response data sets (PS3.4 C.4.1).
 
+use std::io::Read;
+
 use pacs_core::attribute::{Attribute, ValueKind};
 use pacs_core::charset::{SpecificCharacterSet, TextKind};
-use pacs_core::scan::{IMPLICIT_VR_LE, ScanLimits, scan};
+use pacs_core::scan::{IMPLICIT_VR_LE, ScanError, ScanLimits, ScannedObject, scan};
 use pacs_core::{MatchOptions, Query, QueryLevel, QueryRow};
 
 use super::meta::part10_header;
@@ -48,15 +50,20 @@ pub fn vr_of(attribute: Attribute) -> [u8; 2] {
     }
 }
 
+/// Scans an identifier (a data set without File Meta Information, as DIMSE carries it) encoded in
+/// `transfer_syntax`, keeping the top-level elements `wanted`.
+pub fn scan_identifier(data: &[u8], transfer_syntax: &str, wanted: &dyn Fn((u16, u16)) -> bool) -> Result<ScannedObject, ScanError> {
+    let header = part10_header("", "", transfer_syntax, "");
+    scan(&mut header.as_slice().chain(data), wanted, ScanLimits::default())
+}
+
 /// Parses a C-FIND identifier encoded in `transfer_syntax`.
 ///
 /// Errors (a level missing or unknown, a key below the level, an invalid value) are
 /// [`Error::Malformed`] naming the attribute; the caller answers with status 0xA900.
 pub fn parse_identifier(data: &[u8], transfer_syntax: &str) -> Result<FindRequest> {
     let malformed = |reason: String| Error::Malformed { reason };
-    let mut bytes = part10_header("", "", transfer_syntax, "");
-    bytes.extend_from_slice(data);
-    let scanned = scan(&mut &bytes[..], &|_| true, ScanLimits::default()).map_err(|e| malformed(format!("identifier: {e}")))?;
+    let scanned = scan_identifier(data, transfer_syntax, &|_| true).map_err(|e| malformed(format!("identifier: {e}")))?;
     let charset = scanned.elements.get(&SPECIFIC_CHARACTER_SET).map(|e| SpecificCharacterSet::from_raw(&e.bytes)).unwrap_or_default();
     let text = |bytes: &[u8], kind: TextKind| charset.decode(bytes, kind).trim_matches([' ', '\0']).to_owned();
     let level = match scanned.elements.get(&QUERY_RETRIEVE_LEVEL) {
@@ -196,9 +203,7 @@ mod tests {
         row.insert(Attribute::StudyInstanceUid, "1.2.3".into());
         row.insert(Attribute::ModalitiesInStudy, "CT\\MR".into());
         let response = encode_response(QueryLevel::Study, &request.keys, &row, EXPLICIT_VR_LE);
-        let mut bytes = part10_header("", "", EXPLICIT_VR_LE, "");
-        bytes.extend_from_slice(&response);
-        let scanned = scan(&mut &bytes[..], &|_| true, ScanLimits::default()).expect("scan response");
+        let scanned = scan_identifier(&response, EXPLICIT_VR_LE, &|_| true).expect("scan response");
         assert_eq!(scanned.elements[&(0x0008, 0x0005)].bytes, b"ISO_IR 192");
         assert_eq!(scanned.elements[&(0x0010, 0x0010)].bytes, "Müller^Jürgen ".as_bytes());
         assert_eq!(scanned.elements[&(0x0020, 0x000D)].bytes, b"1.2.3\0");
