@@ -211,6 +211,9 @@ fn stored_bytes_come_back_byte_for_byte() {
     for study in studies {
         let reply = web.curl(&format!("/studies/{study}"), &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*"]);
         assert_eq!(reply.status, 200, "{}", reply.text());
+        // Objects sent as stored: the length is known before the first byte, and announced.
+        assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string()), "study {study}");
+        assert_eq!(reply.header("transfer-encoding"), None, "study {study}");
         for (_, content) in reply.parts() {
             assert!(by_sop.values().any(|b| **b == content), "a part of study {study} is not one of the stored files");
             seen += 1;
@@ -234,6 +237,7 @@ fn stored_bytes_come_back_byte_for_byte() {
     let parts = reply.parts();
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].1.len() as u64, 4 * 5 * 6);
+    assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string()));
 
     // WADO-URI: the object itself.
     let f = &fixtures[0];

@@ -181,7 +181,7 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
                 PartSource::Frame(record, n) => Ok(send(archive.read_frame(&record, n)?)),
                 PartSource::Object(record) => {
                     let reader = archive.read(&record)?;
-                    copy_chunks(reader, u64::MAX, &send, &record)
+                    copy_chunks(reader, record.size, &send, &record)
                 }
                 PartSource::Range(record, offset, length) => {
                     let mut reader = archive.read(&record)?;
@@ -214,15 +214,18 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
+/// Sends the next `remaining` bytes of `reader`; `Ok(false)` when the client went away. A blob
+/// shorter than that is an error: the part (and the `Content-Length` of the response) promised
+/// those bytes.
 fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn Fn(Bytes) -> bool, record: &InstanceRecord) -> pacs_core::Result<bool> {
     let mut buf = vec![0u8; CHUNK];
     while remaining > 0 {
         let want = remaining.min(CHUNK as u64) as usize;
         let n = reader.read(&mut buf[..want]).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
         if n == 0 {
-            break;
+            return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
         }
-        remaining = remaining.saturating_sub(n as u64);
+        remaining -= n as u64;
         if !send(Bytes::copy_from_slice(&buf[..n])) {
             return Ok(false);
         }
@@ -230,12 +233,35 @@ fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn 
     Ok(true)
 }
 
+/// The exact length of the multipart body of `parts` when every part's size is known before it
+/// is read (stored objects sent as they are, byte ranges, bytes in memory): the response then
+/// carries a `Content-Length`, which clients read in one go and show progress with. `None` when a
+/// part is converted or decoded on the way.
+fn known_length(parts: &[(String, PartSource)], boundary: &str) -> Option<u64> {
+    let mut total = media::closing(boundary).len() as u64;
+    for (i, (content_type, source)) in parts.iter().enumerate() {
+        let content = match source {
+            PartSource::Object(record) => record.size,
+            PartSource::Range(_, _, length) => *length,
+            PartSource::Bytes(bytes) => bytes.len() as u64,
+            PartSource::Frame(..) | PartSource::Transcoded(..) => return None,
+        };
+        let separator = if i > 0 { media::PART_END.len() as u64 } else { 0 };
+        total += separator + media::part_header(boundary, content_type, &[]).len() as u64 + content;
+    }
+    Some(total)
+}
+
 fn multipart_response(archive: Arc<Archive>, part_type: &str, parts: Vec<(String, PartSource)>) -> Response {
     let boundary = media::boundary();
     let content_type = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
+    let length = known_length(&parts, &boundary);
     let mut response = Response::new(multipart_body(archive, parts, boundary));
     if let Ok(value) = HeaderValue::from_str(&content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    if let Some(length) = length {
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     response
 }
