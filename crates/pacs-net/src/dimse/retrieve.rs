@@ -101,6 +101,9 @@ impl AcceptedContexts {
 
 /// The instances a retrieve identifier designates: the query's keys applied at instance level.
 pub fn instances_of(archive: &Archive, query: &Query) -> pacs_core::Result<Vec<InstanceRecord>> {
+    if let Some(found) = by_unique_keys(archive, query)? {
+        return Ok(found);
+    }
     let mut at_instance = query.clone();
     at_instance.level = QueryLevel::Instance;
     at_instance.limit = None;
@@ -113,6 +116,37 @@ pub fn instances_of(archive: &Archive, query: &Query) -> pacs_core::Result<Vec<I
         out.extend(archive.instances(&Scope::Instance(uid))?);
     }
     Ok(out)
+}
+
+/// The records of the usual retrieve identifier, in one index read: only unique keys (a single
+/// Study or Series Instance UID, one SOP Instance UID or a list of them; anything else universal).
+/// `None` for any other identifier, which goes through the general query.
+fn by_unique_keys(archive: &Archive, query: &Query) -> pacs_core::Result<Option<Vec<InstanceRecord>>> {
+    use pacs_core::{Attribute, Matcher};
+    let (mut study, mut series, mut instances): (Option<&str>, Option<&str>, Option<Vec<&str>>) = (None, None, None);
+    for key in &query.keys {
+        match (key.attribute, &key.matcher) {
+            (_, Matcher::Universal) => {}
+            (Attribute::StudyInstanceUid, Matcher::Single(uid)) => study = Some(uid),
+            (Attribute::SeriesInstanceUid, Matcher::Single(uid)) => series = Some(uid),
+            (Attribute::SopInstanceUid, Matcher::Single(uid)) => instances = Some(vec![uid]),
+            (Attribute::SopInstanceUid, Matcher::UidList(uids)) => instances = Some(uids.iter().map(String::as_str).collect()),
+            _ => return Ok(None),
+        }
+    }
+    let scope = match (&instances, series, study) {
+        (Some(list), _, _) if list.len() == 1 => Scope::Instance(Uid::new(list[0])?),
+        (_, Some(uid), _) => Scope::Series(Uid::new(uid)?),
+        (_, None, Some(uid)) => Scope::Study(Uid::new(uid)?),
+        _ => return Ok(None),
+    };
+    let mut found = archive.instances(&scope)?;
+    found.retain(|r| {
+        study.is_none_or(|uid| r.study_instance_uid.as_str() == uid)
+            && series.is_none_or(|uid| r.series_instance_uid.as_str() == uid)
+            && instances.as_ref().is_none_or(|list| list.contains(&r.sop_instance_uid.as_str()))
+    });
+    Ok(Some(found))
 }
 
 /// Bytes read from a blob at a time when an instance is sent as stored.
