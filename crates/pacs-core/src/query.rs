@@ -263,12 +263,17 @@ pub struct Query {
     pub offset: usize,
     /// Attributes to return besides the keys and the level's defaults.
     pub include: Vec<Attribute>,
+    /// Compute only the derived attributes (counts of related records, ModalitiesInStudy,
+    /// SOPClassesInStudy...) that a key names or `include` lists, not every one of the level.
+    /// They are the costly part of a study or series query. C-FIND answers only what its
+    /// identifier asks for, so it sets this; QIDO-RS returns the level's defaults and does not.
+    pub requested_derived_only: bool,
 }
 
 impl Query {
     /// An empty query at `level`: it matches every record of that level.
     pub fn new(level: QueryLevel) -> Query {
-        Query { level, keys: Vec::new(), options: MatchOptions::default(), limit: None, offset: 0, include: Vec::new() }
+        Query { level, keys: Vec::new(), options: MatchOptions::default(), limit: None, offset: 0, include: Vec::new(), requested_derived_only: false }
     }
 
     /// Adds a key parsed from its DICOM string form, replacing any key on the same attribute.
@@ -293,12 +298,19 @@ impl Query {
 
     /// The attributes returned for each record: the level's defaults and those of the levels
     /// above, the matching keys, and the included attributes, without duplicates, in table order.
+    /// With [`requested_derived_only`](Query::requested_derived_only), a derived attribute is
+    /// among them only when a key names it or `include` lists it.
     pub fn return_attributes(&self) -> Vec<Attribute> {
         let mut out: Vec<Attribute> = Attribute::ALL
             .iter()
             .copied()
             .filter(|a| a.level() <= self.level)
-            .filter(|a| !a.is_derived() || a.level() == self.level || self.include.contains(a))
+            .filter(|a| {
+                !a.is_derived()
+                    || (a.level() == self.level && !self.requested_derived_only)
+                    || self.include.contains(a)
+                    || (self.requested_derived_only && self.key(*a).is_some())
+            })
             .collect();
         out.dedup();
         out
@@ -405,5 +417,19 @@ mod tests {
         assert!(err.to_string().contains("Modality"));
         let q = Query::new(QueryLevel::Series).with(Attribute::Modality, "CT").and_then(|q| q.with(Attribute::PatientId, "X"));
         assert!(q.is_ok());
+    }
+
+    #[test]
+    fn derived_attributes_are_returned_by_default_or_when_asked_for() {
+        let q = Query::new(QueryLevel::Study).with(Attribute::ModalitiesInStudy, "").unwrap();
+        let all = q.return_attributes();
+        assert!(all.contains(&Attribute::NumberOfStudyRelatedInstances) && all.contains(&Attribute::ModalitiesInStudy));
+        let asked = Query { requested_derived_only: true, ..q };
+        let some = asked.return_attributes();
+        assert!(some.contains(&Attribute::ModalitiesInStudy), "a key names it");
+        assert!(!some.contains(&Attribute::NumberOfStudyRelatedInstances) && !some.contains(&Attribute::NumberOfStudyRelatedSeries));
+        assert!(some.contains(&Attribute::StudyInstanceUid) && some.contains(&Attribute::PatientId), "plain attributes stay");
+        let included = Query { include: vec![Attribute::NumberOfStudyRelatedSeries], ..asked };
+        assert!(included.return_attributes().contains(&Attribute::NumberOfStudyRelatedSeries));
     }
 }

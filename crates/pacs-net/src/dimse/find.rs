@@ -72,6 +72,8 @@ pub fn parse_identifier(data: &[u8], transfer_syntax: &str) -> Result<FindReques
     };
     let mut query = Query::new(level);
     query.options = MatchOptions { case_insensitive_pn: false, combine_datetime: true };
+    // Only what the identifier asks for is returned: the index computes no other derived value.
+    query.requested_derived_only = true;
     let mut keys = Vec::new();
     for (&tag, element) in &scanned.elements {
         if tag == SPECIFIC_CHARACTER_SET || tag == QUERY_RETRIEVE_LEVEL || tag.0 == 0x0002 {
