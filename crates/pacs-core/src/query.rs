@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn derived_attributes_are_returned_by_default_or_when_asked_for() {
-        let q = Query::new(QueryLevel::Study).with(Attribute::ModalitiesInStudy, "").unwrap();
+        let q = Query::new(QueryLevel::Study).with(Attribute::ModalitiesInStudy, "").expect("a universal key");
         let all = q.return_attributes();
         assert!(all.contains(&Attribute::NumberOfStudyRelatedInstances) && all.contains(&Attribute::ModalitiesInStudy));
         let asked = Query { requested_derived_only: true, ..q };

@@ -836,16 +836,19 @@ mod tests {
     #[test]
     fn cached_queries_are_not_recompiled_for_new_values() {
         use rusqlite::StatementStatus;
-        let dir = tempfile::tempdir().unwrap();
-        let index = SqliteIndex::open(&dir.path().join("index.sqlite")).unwrap();
-        let query = |pid: &str| Query::new(QueryLevel::Study).with(Attribute::PatientId, pid).unwrap();
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let index = SqliteIndex::open(&dir.path().join("index.sqlite")).expect("a new index");
+        let query = |pid: &str| Query::new(QueryLevel::Study).with(Attribute::PatientId, pid).expect("a Patient ID key");
         for pid in ["A", "B", "C", "D"] {
-            assert!(index.find(&query(pid)).unwrap().is_empty());
+            assert!(index.find(&query(pid)).expect("a query").is_empty());
         }
         // One thread: every query above ran on the same pooled connection, whose statement
         // cache holds the statement.
         let (sql, _, _) = translate(&query("A"));
-        let reprepared = index.with_reader(|conn| Ok(conn.prepare_cached(&sql).unwrap().get_status(StatementStatus::RePrepare))).unwrap();
+        let reprepared = index
+            .with_reader(|conn| Ok(conn.prepare_cached(&sql).map(|stmt| stmt.get_status(StatementStatus::RePrepare))))
+            .expect("the pooled connection")
+            .expect("the cached statement");
         assert_eq!(reprepared, 0);
     }
 }
