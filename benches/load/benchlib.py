@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import time
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 20
 STRACE = "/usr/bin/strace"
+TCPDUMP = "/usr/bin/tcpdump"
 SYNC_CALLS = ("fsync", "fdatasync", "syncfs", "sync", "sync_file_range", "msync")
 
 
@@ -147,3 +149,84 @@ def traced_sync_calls(server, store, n, what):
         server.problems.append(f"strace run: {instances}/{n} stored, {problems[:1]}")
     say(f"  {server.name:8} sync calls while storing {n} instances{what}: {calls}")
     return {"n": n, "calls": calls}
+
+
+class LoopbackCapture:
+    """tcpdump on the loopback interface for one TCP port, headers only, while a `with` block
+    runs; `exchanges()` then gives the server's own time of each request/answer exchange."""
+
+    def __init__(self, work, port, name):
+        self.port = port
+        self.path = os.path.join(work, f"{name}.pcap")
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = Proc("tcpdump", [TCPDUMP, "-i", "lo", "-s", "256", "-B", "16384", "-U", "-w", self.path,
+                                     f"tcp port {self.port}"], self.path + ".log")
+        # tcpdump says "listening on lo" once it captures.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(self.path + ".log", "rb") as f:
+                if b"listening on" in f.read():
+                    return self
+            if not self.proc.alive():
+                break
+            time.sleep(0.05)
+        self.proc.stop()
+        raise BenchError("tcpdump did not start capturing")
+
+    def __exit__(self, *exc):
+        time.sleep(1.0)  # tcpdump may lag behind on a busy machine: let it write the last packets
+        self.proc.stop()
+        with open(self.path + ".log", "rb") as f:
+            log = f.read().decode(errors="replace")
+        if "\n0 packets dropped by kernel" not in log:
+            say(f"tcpdump: {' / '.join(log.strip().splitlines()[-3:])}")
+        return False
+
+    def packets(self):
+        """(time in s, from the server, the captured start of the TCP payload) of every packet
+        carrying data."""
+        with open(self.path, "rb") as f:
+            head = f.read(24)
+            nano = struct.unpack("<I", head[:4])[0] == 0xA1B23C4D
+            link = struct.unpack("<I", head[20:24])[0]
+            skip = {1: 14, 113: 16, 276: 20}.get(link, 14)
+            while True:
+                h = f.read(16)
+                if len(h) < 16:
+                    return
+                sec, frac, incl, _ = struct.unpack("<IIII", h)
+                ip = f.read(incl)[skip:]
+                if len(ip) < 20 or ip[0] >> 4 != 4:
+                    continue
+                ihl = (ip[0] & 15) * 4
+                total = struct.unpack(">H", ip[2:4])[0]
+                tcp = ip[ihl:]
+                sport = struct.unpack(">H", tcp[:2])[0]
+                start = ihl + (tcp[12] >> 4) * 4
+                if total > start:
+                    yield sec + frac * (1e-9 if nano else 1e-6), sport == self.port, ip[start:]
+
+    def exchanges(self):
+        """For each exchange (the client sends, then the server answers until the client sends
+        again): (the DIMSE Command Field of the client's request, or None, and the time from the
+        client's last data packet to the server's last one, in ms). That time is the server's
+        own latency, without the client's encoding and decoding. The Command Field is found in
+        the command set's (0000,0100) element, Implicit VR Little Endian, within the capture."""
+        out, command, last_client, last_server, answering = [], None, None, None, False
+        for t, from_server, payload in self.packets():
+            if from_server:
+                last_server, answering = t, True
+                continue
+            if answering and last_client is not None:
+                out.append((command, (last_server - last_client) * 1e3))
+                command = None
+            if command is None:
+                at = payload.find(b"\x00\x00\x00\x01\x02\x00\x00\x00")
+                if at >= 0 and len(payload) >= at + 10:
+                    command = struct.unpack("<H", payload[at + 8:at + 10])[0]
+            last_client, answering = t, False
+        if answering and last_client is not None:
+            out.append((command, (last_server - last_client) * 1e3))
+        return out

@@ -8,10 +8,11 @@
 #   QUICK=1 bash benches/load/dimse.sh    # the same
 #
 # Measures C-STORE ingest (small instances with 1 and 8 associations, 512x512 CT), study-level
-# C-FIND latency (median, p95), C-GET and C-MOVE of a whole study, 100 associations held at once,
-# and peak server RSS; see dimse_bench.py for how. Installs what is missing: DCMTK and Orthanc
-# (apt-get, through sudo when not root), pydicom and pynetdicom (pip). Builds pacs in release mode
-# and generates the corpus with the benches' gen-corpus (kept in $PACS_BENCH_WORK, default
+# C-FIND latency (median, p95, as the client sees it and the server's own time from a loopback
+# packet capture), C-GET and C-MOVE of a whole study, 100 associations held at once,
+# and peak server RSS; see dimse_bench.py for how. Installs what is missing: DCMTK, Orthanc,
+# strace and tcpdump (apt-get, through sudo when not root), pydicom and pynetdicom (pip).
+# Builds pacs in release mode and generates the corpus with the benches' gen-corpus (kept in $PACS_BENCH_WORK, default
 # /tmp/pacs-dimse-bench, for the next run).
 #
 # Environment: REPS (ingest repetitions, 3), RETRIEVE_REPS (5), QUERIES (200), HOLD (100),
@@ -48,10 +49,12 @@ servers_stopped_on_exit dimse.sh
 # DCMTK and Orthanc from Debian. Called by absolute path: pip's pynetdicom can put tools with the
 # same names (storescu, getscu, ...) earlier on PATH.
 installed_orthanc=0
-if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/getscu ] || [ ! -x /usr/bin/movescu ] || [ ! -x /usr/sbin/Orthanc ]; then
+# strace counts flushes per instance; tcpdump times the servers' own C-FIND on loopback.
+if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/getscu ] || [ ! -x /usr/bin/movescu ] || [ ! -x /usr/sbin/Orthanc ] \
+    || [ ! -x /usr/bin/strace ] || [ ! -x /usr/bin/tcpdump ]; then
     [ -x /usr/sbin/Orthanc ] || installed_orthanc=1
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc strace tcpdump >/dev/null
 fi
 if [ "$installed_orthanc" = 1 ]; then
     # The package starts its own service (port 4242/8042) where it can: this run must not leave it running.
