@@ -214,19 +214,26 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
+/// Bytes read from a blob at a time: large reads, handed over without a copy.
+const READ_BLOCK: usize = 256 * 1024;
+
 /// Sends the next `remaining` bytes of `reader`; `Ok(false)` when the client went away. A blob
 /// shorter than that is an error: the part (and the `Content-Length` of the response) promised
 /// those bytes.
 fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn Fn(Bytes) -> bool, record: &InstanceRecord) -> pacs_core::Result<bool> {
-    let mut buf = vec![0u8; CHUNK];
     while remaining > 0 {
-        let want = remaining.min(CHUNK as u64) as usize;
-        let n = reader.read(&mut buf[..want]).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
-        if n == 0 {
-            return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
+        let want = remaining.min(READ_BLOCK as u64) as usize;
+        let mut block = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            let n = reader.read(&mut block[filled..]).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
+            if n == 0 {
+                return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
+            }
+            filled += n;
         }
-        remaining -= n as u64;
-        if !send(Bytes::copy_from_slice(&buf[..n])) {
+        remaining -= want as u64;
+        if !send(block.freeze()) {
             return Ok(false);
         }
     }
