@@ -168,6 +168,9 @@ impl ObjectBlobStore {
 
 impl BlobStore for ObjectBlobStore {
     fn create(&self, key: &BlobKey) -> Result<Box<dyn BlobWrite>> {
+        if let Some(root) = &self.local_root {
+            return Ok(Box::new(LocalWriter::create(root, key)?));
+        }
         Ok(Box::new(Writer {
             store: Arc::clone(&self.store),
             runtime: Arc::clone(&self.runtime),
@@ -246,6 +249,73 @@ impl BlobStore for ObjectBlobStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+}
+
+/// Writes a local object straight to the file system: staged under the key's file name with a
+/// `#<n>` suffix (a name no key can have, skipped by listings, as the object store's local
+/// backend names its own), renamed into place by `finish`. The object store would hand every
+/// call to a blocking thread of its runtime and back.
+struct LocalWriter {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    staging: PathBuf,
+    target: PathBuf,
+    /// Whether the staged file became the object.
+    renamed: bool,
+}
+
+impl LocalWriter {
+    fn create(root: &FsPath, key: &BlobKey) -> Result<LocalWriter> {
+        static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let target = root.join(key.as_str());
+        let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut staging = target.clone().into_os_string();
+        staging.push(format!("#{}{n}", std::process::id()));
+        let staging = PathBuf::from(staging);
+        let open = || std::fs::OpenOptions::new().write(true).create_new(true).open(&staging);
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = target.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| Error::Io { action: "creating blob folder", target: dir.display().to_string(), source })?;
+                }
+                open()
+            }
+            other => other,
+        }
+        .map_err(|source| Error::Io { action: "creating blob", target: staging.display().to_string(), source })?;
+        Ok(LocalWriter { file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)), staging, target, renamed: false })
+    }
+
+    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> Error + '_ {
+        move |source| Error::Io { action, target: self.staging.display().to_string(), source }
+    }
+}
+
+impl BlobWrite for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let Some(file) = self.file.as_mut() else { return Err(Error::Corrupt { what: "write after finish".into() }) };
+        file.write_all(buf).map_err(|source| Error::Io { action: "writing blob", target: self.staging.display().to_string(), source })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let file = self.file.take().ok_or_else(|| Error::Corrupt { what: "blob finished twice".into() })?;
+        file.into_inner().map_err(|e| e.into_error()).map_err(self.io("writing blob"))?;
+        std::fs::rename(&self.staging, &self.target).map_err(self.io("renaming blob"))?;
+        self.renamed = true;
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) {}
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        // Not finished (aborted, failed, or dropped): the staged file goes.
+        if !self.renamed {
+            drop(self.file.take());
+            let _ = std::fs::remove_file(&self.staging);
+        }
     }
 }
 
