@@ -23,6 +23,25 @@ pub enum ValueKind {
     Integer,
 }
 
+impl ValueKind {
+    /// The kind by which values of an attribute of Value Representation `vr` (`"PN"`, `"DA"`...)
+    /// are matched, for attributes outside the index; `None` for the VRs the matching rules do
+    /// not cover (sequences, binary and floating point values, attribute tags, DT).
+    ///
+    /// DS is matched as text (its values as written, trimmed), like the other string VRs.
+    pub fn for_vr(vr: &str) -> Option<ValueKind> {
+        Some(match vr {
+            "PN" => ValueKind::PersonName,
+            "DA" => ValueKind::Date,
+            "TM" => ValueKind::Time,
+            "UI" => ValueKind::Uid,
+            "IS" | "US" | "UL" | "SS" | "SL" | "UV" | "SV" => ValueKind::Integer,
+            "AE" | "AS" | "CS" | "DS" | "LO" | "LT" | "SH" | "ST" | "UC" | "UR" | "UT" => ValueKind::Text,
+            _ => return None,
+        })
+    }
+}
+
 macro_rules! attributes {
     ($( $(#[$doc:meta])* $variant:ident = ($group:literal, $elem:literal, $keyword:literal, $level:ident, $kind:ident), )*) => {
         /// An attribute kept in the index and usable as a query key or return key.
@@ -188,6 +207,24 @@ mod tests {
         for a in Attribute::ALL {
             let entry = dictionary.by_name(a.keyword()).unwrap_or_else(|| panic!("{} is not a standard keyword", a.keyword()));
             assert_eq!(entry.tag_range(), TagRange::Single(Tag(a.tag().0, a.tag().1)), "{}", a.keyword());
+        }
+    }
+
+    #[test]
+    fn kinds_of_value_representations() {
+        assert_eq!(ValueKind::for_vr("PN"), Some(ValueKind::PersonName));
+        assert_eq!(ValueKind::for_vr("US"), Some(ValueKind::Integer));
+        assert_eq!(ValueKind::for_vr("LO"), Some(ValueKind::Text));
+        for vr in ["SQ", "OB", "FD", "AT", "DT", "XX"] {
+            assert_eq!(ValueKind::for_vr(vr), None, "{vr}");
+        }
+        // The table's attributes are matched as their VR says (derived counts and the modality
+        // list aside).
+        use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+        for a in Attribute::ALL.iter().filter(|a| !a.is_derived()) {
+            let entry = dicom_dictionary_std::StandardDataDictionary.by_name(a.keyword()).unwrap_or_else(|| panic!("{}", a.keyword()));
+            let vr = entry.vr().exact().map(|vr| vr.to_string()).unwrap_or("US");
+            assert_eq!(ValueKind::for_vr(vr), Some(a.kind()), "{}", a.keyword());
         }
     }
 

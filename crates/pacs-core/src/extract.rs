@@ -169,17 +169,22 @@ fn value_of(attribute: Attribute, element: &RawElement, charset: &SpecificCharac
     if values.iter().all(|v| v.is_empty()) {
         return Ok(None);
     }
-    let normalised: Result<Vec<String>, String> = values
-        .iter()
-        .map(|v| match attribute.kind() {
-            ValueKind::Date => normalize_date(v).ok_or_else(|| format!("invalid date {v:?}")),
-            ValueKind::Time => normalize_time(v, '0').ok_or_else(|| format!("invalid time {v:?}")),
-            ValueKind::Integer => v.parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("invalid integer {v:?}")),
-            ValueKind::PersonName => Ok(normalize_person_name(v)),
-            _ => Ok((*v).to_owned()),
-        })
-        .collect();
+    let normalised: Result<Vec<String>, String> = values.iter().map(|v| normalize_value(attribute.kind(), v)).collect();
     Ok(Some(normalised?.join("\\")))
+}
+
+/// Normalises one decoded value (trimmed of padding) of `kind` as the index keeps it and the
+/// matching rules compare it: dates `YYYYMMDD`, times `HHMMSS.FFFFFF`, integers in plain decimal,
+/// person names without insignificant trailing separators, other text as it is. The error says
+/// what is invalid.
+pub fn normalize_value(kind: ValueKind, value: &str) -> Result<String, String> {
+    match kind {
+        ValueKind::Date => normalize_date(value).ok_or_else(|| format!("invalid date {value:?}")),
+        ValueKind::Time => normalize_time(value, '0').ok_or_else(|| format!("invalid time {value:?}")),
+        ValueKind::Integer => value.trim().parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("invalid integer {value:?}")),
+        ValueKind::PersonName => Ok(normalize_person_name(value)),
+        ValueKind::Text | ValueKind::Uid => Ok(value.to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -106,8 +106,14 @@ fn entry_matches(attribute: Attribute, matcher: &Matcher, entry: Option<&str>, o
 /// This applies the rules of the module documentation to a single value; it knows nothing of
 /// combined date-time matching, which involves two attributes and is done by [`matches()`].
 pub fn value_matches(attribute: Attribute, matcher: &Matcher, value: Option<&str>, options: &MatchOptions) -> bool {
+    value_matches_kind(attribute.kind(), matcher, value, options)
+}
+
+/// [`value_matches`] for a value of `kind`, for attributes that need not be indexed (the kind of
+/// their VR, [`ValueKind::for_vr`]): the same rules, Person Name folding included.
+pub fn value_matches_kind(kind: ValueKind, matcher: &Matcher, value: Option<&str>, options: &MatchOptions) -> bool {
     let value = value.filter(|v| !v.is_empty());
-    let fold = options.case_insensitive_pn && attribute.kind() == ValueKind::PersonName;
+    let fold = options.case_insensitive_pn && kind == ValueKind::PersonName;
     match (matcher, value) {
         (Matcher::Universal, _) => true,
         (Matcher::Empty, value) => value.is_none(),
@@ -129,6 +135,16 @@ pub fn value_matches(attribute: Attribute, matcher: &Matcher, value: Option<&str
         (Matcher::UidList(uids), Some(value)) => uids.iter().any(|uid| uid == value),
         (Matcher::Range { lo, hi }, Some(value)) => in_range(value, lo.as_deref(), hi.as_deref()),
     }
+}
+
+/// Whether the values of one element (normalised, and already split: LT, ST and UT values may
+/// hold a backslash) match `matcher`: an element with no value (no values, or only empty ones)
+/// is evaluated once as no value, otherwise any value must match, as for multi-valued entries.
+pub fn values_match_kind(kind: ValueKind, matcher: &Matcher, values: &[String], options: &MatchOptions) -> bool {
+    if values.iter().all(String::is_empty) {
+        return value_matches_kind(kind, matcher, None, options);
+    }
+    values.iter().any(|v| value_matches_kind(kind, matcher, Some(v), options))
 }
 
 /// `lo <= value <= hi` by string comparison, `None` bounds being open.
@@ -392,6 +408,38 @@ mod tests {
         check(StudyDate, "20240101-20240131", Some("20231201\\20240110"), PLAIN, true);
         check(StudyDate, "20240101-20240131", Some("20231201\\20240210"), PLAIN, false);
         check(SeriesInstanceUid, "1.2.3\\1.2.4", Some("1.2.9\\1.2.3"), PLAIN, true);
+    }
+
+    #[test]
+    fn kinds_outside_the_index_follow_the_same_rules() {
+        let parse = |kind, raw: &str| Matcher::parse_as(kind, "Keyword", raw).unwrap_or_else(|e| panic!("{e}"));
+        let values = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+        // The same answers as the indexed attributes of the same kind.
+        for (attribute, key, value) in [
+            (Attribute::PatientName, "doe*", "DOE^JOHN"),
+            (Attribute::StudyDate, "20240101-20240131", "20240115"),
+            (Attribute::StudyTime, "1030", "103059.000000"),
+            (Attribute::SeriesNumber, "007", "7"),
+            (Attribute::StudyInstanceUid, "1.2\\1.3", "1.3"),
+            (Attribute::StudyDescription, "HEAD*", "HEAD CT"),
+        ] {
+            for options in [PLAIN, FOLD] {
+                let by_attribute = value_matches(attribute, &Matcher::parse(attribute, key).unwrap_or_else(|e| panic!("{e}")), Some(value), &options);
+                let by_kind = values_match_kind(attribute.kind(), &parse(attribute.kind(), key), &values(&[value]), &options);
+                assert_eq!(by_attribute, by_kind, "{attribute:?} {key} {value} {options:?}");
+            }
+        }
+        // Any value; no value is only matched by universal and empty matching.
+        let text = ValueKind::Text;
+        assert!(values_match_kind(text, &parse(text, "AXIAL"), &values(&["ORIGINAL", "PRIMARY", "AXIAL"]), &PLAIN));
+        assert!(!values_match_kind(text, &parse(text, "LOCALIZER"), &values(&["ORIGINAL", "PRIMARY", "AXIAL"]), &PLAIN));
+        assert!(values_match_kind(text, &parse(text, "\"\""), &values(&[]), &PLAIN));
+        assert!(values_match_kind(text, &parse(text, "\"\""), &values(&["", ""]), &PLAIN));
+        assert!(!values_match_kind(text, &parse(text, "\"\""), &values(&["x"]), &PLAIN));
+        assert!(!values_match_kind(text, &parse(text, "*x*"), &values(&[]), &PLAIN));
+        // A value with a backslash (LT) stays one value.
+        assert!(values_match_kind(text, &parse(text, "a\\b*"), &values(&["a\\bc"]), &PLAIN));
+        assert!(Matcher::parse_as(ValueKind::Date, "ContentDate", "2024").expect_err("bad date").to_string().contains("ContentDate"));
     }
 
     #[test]

@@ -82,7 +82,13 @@ impl Matcher {
     ///
     /// Errors name the attribute and say what is wrong (an invalid date, a wildcard in a UID...).
     pub fn parse(attribute: Attribute, raw: &str) -> Result<Matcher> {
-        let invalid = |reason: String| Error::InvalidQuery { reason: format!("{}: {reason}", attribute.keyword()) };
+        Matcher::parse_as(attribute.kind(), attribute.keyword(), raw)
+    }
+
+    /// Parses a key value by the matching rules of values of `kind`, for an attribute that need
+    /// not be indexed (its kind from its VR, [`ValueKind::for_vr`]); errors name `keyword`.
+    pub fn parse_as(kind: ValueKind, keyword: &str, raw: &str) -> Result<Matcher> {
+        let invalid = |reason: String| Error::InvalidQuery { reason: format!("{keyword}: {reason}") };
         let value = raw.trim_matches(|c| c == ' ' || c == '\0');
         if value.is_empty() || value == "*" {
             return Ok(Matcher::Universal);
@@ -90,7 +96,7 @@ impl Matcher {
         if value == "\"\"" {
             return Ok(Matcher::Empty);
         }
-        match attribute.kind() {
+        match kind {
             ValueKind::Uid => {
                 if value.contains(['*', '?']) {
                     return Err(invalid(format!("wildcards are not allowed in UIDs: {value:?}")));
@@ -104,8 +110,8 @@ impl Matcher {
             }
             ValueKind::Date | ValueKind::Time => {
                 let normalise = |text: &str, pad: char| -> Result<String> {
-                    let normalised = if attribute.kind() == ValueKind::Date { normalize_date(text) } else { normalize_time(text, pad) };
-                    normalised.ok_or_else(|| invalid(format!("not a valid {}: {text:?}", if attribute.kind() == ValueKind::Date { "date" } else { "time" })))
+                    let normalised = if kind == ValueKind::Date { normalize_date(text) } else { normalize_time(text, pad) };
+                    normalised.ok_or_else(|| invalid(format!("not a valid {}: {text:?}", if kind == ValueKind::Date { "date" } else { "time" })))
                 };
                 if value.contains(['*', '?']) {
                     return Err(invalid(format!("wildcards are not allowed in dates and times: {value:?}")));
@@ -125,7 +131,7 @@ impl Matcher {
                         }
                         Ok(Matcher::Range { lo, hi })
                     }
-                    None if attribute.kind() == ValueKind::Time => {
+                    None if kind == ValueKind::Time => {
                         // A single time matches that time at the precision it was given.
                         Ok(Matcher::Range { lo: Some(normalise(value, '0')?), hi: Some(normalise(value, '9')?) })
                     }
