@@ -224,9 +224,14 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
         let data = bytes
             .get(start..start + frame_len)
             .ok_or_else(|| pixel_error(format!("Pixel Data has {} bytes, frame {frame} ends at {}", bytes.len(), start + frame_len)))?;
-        // dicom-object holds OW values read in big endian as numbers, written back little endian.
+        // dicom-object holds OW values read in big endian as numbers, written back little endian:
+        // 16-bit words, so that wider samples need their words put in order.
         description.big_endian = false;
-        return Ok((description, data.to_vec()));
+        let mut data = data.to_vec();
+        if ts == syntax::EXPLICIT_VR_BIG_ENDIAN {
+            words_in_sample_order(&mut data, description.bits_allocated);
+        }
+        return Ok((description, data));
     }
     let decoded = catch_unwind(AssertUnwindSafe(|| object.decode_pixel_data_frame(frame - 1).map(|d| d.to_owned())))
         .map_err(|_| pixel_error("the codec panicked (corrupt pixel data?)".into()))?
@@ -243,6 +248,25 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
         description.window = Some((window.center, window.width));
     }
     Ok((description, decoded.into_data()))
+}
+
+/// Puts the 16-bit words of each sample of `bits_allocated` (32 or 64; others are left alone) in
+/// little endian order, in native pixel data read from Explicit VR Big Endian: dicom-object reads
+/// an OW value there as 16-bit words, which keeps a wider sample's words in big endian order.
+pub(crate) fn words_in_sample_order(bytes: &mut [u8], bits_allocated: u16) {
+    let words = match bits_allocated {
+        32 => 2,
+        64 => 4,
+        _ => return,
+    };
+    for sample in bytes.chunks_exact_mut(words * 2) {
+        for i in 0..words / 2 {
+            let j = words - 1 - i;
+            for k in 0..2 {
+                sample.swap(2 * i + k, 2 * j + k);
+            }
+        }
+    }
 }
 
 /// The attributes of `object` that rendering needs.
@@ -539,6 +563,20 @@ fn sop_instance_uid(object: &DefaultDicomObject) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_big_endian_samples_get_their_words_in_order() {
+        // 0x00130EE8 read from big endian as the words 0x0013, 0x0EE8, written little endian.
+        let mut bytes = vec![0x13, 0x00, 0xE8, 0x0E, 0x01, 0x00, 0x02, 0x00];
+        words_in_sample_order(&mut bytes, 32);
+        assert_eq!(bytes, 0x0013_0EE8u32.to_le_bytes().into_iter().chain(0x0001_0002u32.to_le_bytes()).collect::<Vec<u8>>());
+        let mut wide = 0x0102_0304_0506_0708u64.to_be_bytes().chunks(2).flat_map(|w| [w[1], w[0]]).collect::<Vec<u8>>();
+        words_in_sample_order(&mut wide, 64);
+        assert_eq!(wide, 0x0102_0304_0506_0708u64.to_le_bytes());
+        let mut narrow = vec![1, 2, 3, 4];
+        words_in_sample_order(&mut narrow, 16);
+        assert_eq!(narrow, [1, 2, 3, 4]);
+    }
 
     fn gray(photometric: &str, bits: u16, stored: u16, signed: bool, window: Option<(f64, f64)>) -> FrameDescription {
         FrameDescription {

@@ -130,6 +130,9 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
     if from == target_ts {
         return Ok((object, report));
     }
+    if from == syntax::EXPLICIT_VR_BIG_ENDIAN && has_pixels {
+        wide_samples_in_order(&mut object);
+    }
     let source_encapsulated = TransferSyntaxRegistry.get(&from).is_some_and(|ts| ts.is_encapsulated_pixel_data());
     report.pixel_data_reencoded = has_pixels && (source_encapsulated || target.is_encapsulated_pixel_data());
     if has_pixels && target_ts == syntax::JPEG_BASELINE && int(&object, tags::BITS_ALLOCATED) != Some(8) {
@@ -182,6 +185,25 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
         report.new_sop_instance_uid = Some((old, new));
     }
     Ok((object, report))
+}
+
+/// Puts the words of 32- and 64-bit native samples of an Explicit VR Big Endian object in
+/// little endian order before it is written in another syntax (see
+/// [`crate::render::words_in_sample_order`]): otherwise a sample `0x00130EE8` comes out as
+/// `0x0EE80013`.
+fn wide_samples_in_order(object: &mut DefaultDicomObject) {
+    let Some(bits) = int(object, tags::BITS_ALLOCATED).and_then(|b| u16::try_from(b).ok()).filter(|b| *b == 32 || *b == 64) else {
+        return;
+    };
+    let Some(element) = object.get(tags::PIXEL_DATA) else { return };
+    if element.vr() != VR::OW {
+        return;
+    }
+    let Ok(bytes) = element.to_bytes() else { return };
+    let mut bytes = bytes.into_owned();
+    crate::render::words_in_sample_order(&mut bytes, bits);
+    let words: Vec<u16> = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
+    object.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(words.into())));
 }
 
 /// Whether the pixel data had already been through lossy compression.

@@ -28,6 +28,7 @@ const SOURCES: &[&str] = &[
     "SC_rgb_rle_16bit_2frame.dcm",
     "SC_rgb_rle_32bit_2frame.dcm",
     "rtdose_rle.dcm",
+    "rtdose_expb.dcm",
 ];
 
 /// Lossless targets we write.
