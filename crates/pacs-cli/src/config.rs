@@ -70,6 +70,9 @@ pub struct WebConfig {
     pub max_body_mb: Option<u64>,
     /// Most results of a QIDO-RS search (default 1000).
     pub max_results: Option<usize>,
+    /// Most stored headers a QIDO-RS search on attributes outside the index may read (default
+    /// 10000); a broader one is answered 413.
+    pub max_header_reads: Option<usize>,
     /// Origins allowed by CORS (default none; "*" for any).
     #[serde(default)]
     pub cors_origins: Vec<String>,

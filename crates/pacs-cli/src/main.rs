@@ -524,6 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     base_path: w.base_path.clone().unwrap_or(defaults.base_path),
                     max_body: w.max_body_mb.map_or(defaults.max_body, |mb| mb.saturating_mul(1024 * 1024)),
                     max_results: w.max_results.unwrap_or(defaults.max_results),
+                    max_header_reads: w.max_header_reads.unwrap_or(defaults.max_header_reads),
                     cors_origins: w.cors_origins.clone(),
                     public_url: w.public_url.clone(),
                     ..defaults

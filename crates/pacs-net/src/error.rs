@@ -62,6 +62,13 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A search would read more stored headers than the configured limit allows; the reason
+    /// names the attributes and the limit.
+    #[error("query too broad: {reason}")]
+    QueryTooBroad {
+        /// What would be read, and how to narrow the search.
+        reason: String,
+    },
     /// The request is valid but asks for something not implemented (yet), e.g. rendering of a
     /// compressed object.
     #[error("not implemented: {reason}")]

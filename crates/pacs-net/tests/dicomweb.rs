@@ -444,3 +444,120 @@ fn cors_health_and_thumbnails() {
     let reply = web.curl(&format!("/studies/{}/rendered", f.study), &[]);
     assert_eq!(reply.status, 501, "{}", reply.text());
 }
+
+/// The record of the instance `sop`, and the path of its blob in the server's folder.
+fn stored_blob(web: &Web, sop: &str) -> (pacs_core::InstanceRecord, PathBuf) {
+    let record = web.archive.instances(&pacs_core::Scope::Instance(pacs_core::Uid::new(sop).unwrap())).unwrap().remove(0);
+    let path = web.dir.path().join("data").join("blobs").join(record.blob.as_str());
+    assert!(path.is_file(), "blob of {sop} at {}", path.display());
+    (record, path)
+}
+
+#[test]
+fn qido_matches_and_returns_attributes_outside_the_index() {
+    let web = Web::start(WebConfig::default());
+    let fixtures = fixtures();
+    for f in fixtures {
+        web.ingest(&f.path);
+    }
+    let mut args = vec!["headers".to_owned(), web.url()];
+    args.extend(paths(fixtures));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = python(&args);
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    // Rows per case of web.py's list (the reference selects the same ones): none of them vacuous.
+    assert_eq!(report["counts"], serde_json::json!([3, 1, 2, 3, 1, 1, 0, 3, 3, 1, 1, 2, 1, 3, 5, 7]), "{report:#}");
+    assert_eq!(report["includefield all"], fixtures.len());
+
+    // The representative of a study is the first instance by number of its first series (a1_3,
+    // the last by UID); with a key outside the index, the first instance that matches.
+    let study_a = &fixtures[0].study;
+    let content_date = |path: &str| {
+        let reply = web.curl(path, &[]);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        let rows = reply.json();
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{path}: {rows:#}");
+        rows[0]["00080023"].clone()
+    };
+    assert_eq!(content_date(&format!("/studies?StudyInstanceUID={study_a}&includefield=ContentDate")), serde_json::json!({"vr": "DA", "Value": ["20240113"]}));
+    assert_eq!(content_date(&format!("/studies?StudyInstanceUID={study_a}&ContentDate=20240112")), serde_json::json!({"vr": "DA", "Value": ["20240112"]}));
+    assert_eq!(
+        content_date(&format!("/series?SeriesInstanceUID={}&includefield=00080023", fixtures[0].series)),
+        serde_json::json!({"vr": "DA", "Value": ["20240113"]})
+    );
+    let b = fixtures.iter().find(|f| f.frames > 1).unwrap();
+    assert_eq!(
+        content_date(&format!("/instances?SOPInstanceUID={}&includefield=ContentDate", b.sop)),
+        serde_json::json!({"vr": "DA"}),
+        "asked and absent: empty"
+    );
+
+    // Paging counts the rows that match the keys outside the index.
+    let mut seen = BTreeSet::new();
+    for (offset, rows, warned) in [(0, 2, true), (2, 1, false)] {
+        let reply = web.curl(&format!("/instances?Manufacturer=ACME&limit=2&offset={offset}"), &[]);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let json = reply.json();
+        assert_eq!(json.as_array().unwrap().len(), rows, "offset {offset}: {json:#}");
+        assert_eq!(reply.header("warning").is_some(), warned, "offset {offset}");
+        seen.extend(json.as_array().unwrap().iter().map(|r| r["00080018"]["Value"][0].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(seen, fixtures.iter().filter(|f| f.series == fixtures[0].series).map(|f| f.sop.clone()).collect::<BTreeSet<_>>());
+
+    // Keys that cannot be matched name the attribute.
+    for (query, needle) in [
+        ("ReferencedImageSequence=1.2", "ReferencedImageSequence"),
+        ("ContentDate=2024", "ContentDate"),
+        ("AcquisitionDateTime=20240101", "AcquisitionDateTime"),
+        ("00081140.00081155=1.2", "sequence matching"),
+    ] {
+        let reply = web.curl(&format!("/instances?{query}"), &[]);
+        assert_eq!(reply.status, 400, "{query}: {}", reply.text());
+        assert!(reply.text().contains(needle), "{query}: {}", reply.text());
+    }
+
+    // Headers are read up to Pixel Data, never past it: an object cut right after its Pixel Data
+    // header is still matched, and its attributes returned.
+    let (record, blob) = stored_blob(&web, &b.sop);
+    let pacs_core::scan::PixelLayout::Native { offset, .. } = record.pixel else { panic!("{:?}", record.pixel) };
+    let file = std::fs::OpenOptions::new().write(true).open(&blob).unwrap();
+    file.set_len(offset).unwrap();
+    drop(file);
+    let reply = web.curl(&format!("/instances?SOPInstanceUID={}&Manufacturer=%22%22&includefield=BitsAllocated", b.sop), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let rows = reply.json();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows:#}");
+    assert_eq!(rows[0]["00280100"], serde_json::json!({"vr": "US", "Value": [8]}));
+    web.assert_healthy();
+}
+
+#[test]
+fn qido_on_stored_headers_is_bounded() {
+    let web = Web::start(WebConfig { max_header_reads: 3, ..WebConfig::default() });
+    let fixtures = fixtures();
+    for f in fixtures {
+        web.ingest(&f.path);
+    }
+    let (a, b) = (&fixtures[0], fixtures.iter().find(|f| f.frames > 1).unwrap());
+    // More candidate instances than the limit: 413, naming the attribute and the limit.
+    for path in ["/instances?Manufacturer=ACME".to_owned(), "/studies?Manufacturer=ACME".to_owned(), "/studies?PatientID=PID-A&Manufacturer=ACME".to_owned()] {
+        let reply = web.curl(&path, &[]);
+        assert_eq!(reply.status, 413, "{path}: {}", reply.text());
+        assert!(reply.text().contains("Manufacturer") && reply.text().contains("limit of 3"), "{path}: {}", reply.text());
+    }
+    // Narrowed by indexed keys to at most 3 instances: answered.
+    for (path, rows) in [
+        (format!("/studies/{}/series/{}/instances?Manufacturer=ACME", a.study, a.series), 3),
+        ("/studies?PatientID=PID-B&Manufacturer=ACME".to_owned(), 0),
+        ("/series?Modality=CT&Manufacturer=ACME".to_owned(), 1),
+        (format!("/studies/{}/series?Manufacturer=%22%22", b.study), 2),
+        // Returning attributes outside the index reads one header per row returned: not bounded
+        // by the limit on searches.
+        ("/instances?includefield=Manufacturer".to_owned(), fixtures.len()),
+    ] {
+        let reply = web.curl(&path, &[]);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert_eq!(reply.json().as_array().unwrap().len(), rows, "{path}");
+    }
+    web.assert_healthy();
+}

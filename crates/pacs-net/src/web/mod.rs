@@ -6,6 +6,9 @@
 //! - [`json`]: the DICOM JSON model (Annex F) of stored objects, from our own walker of the
 //!   stored bytes (sequences included, bulk values left in place as `BulkDataURI`).
 //! - [`qido`]: search parameters to a [`pacs_core::Query`], rows to DICOM JSON.
+//! - [`headers`]: QIDO-RS keys and fields on attributes outside the index, matched and read from
+//!   the stored headers (up to Pixel Data) of the candidates the indexed keys select, within
+//!   [`WebConfig::max_header_reads`].
 //! - [`wado`]: retrieval of instances (streamed `multipart/related`), metadata, frames (read with
 //!   [`Archive::read_frame`], only the asked frames' bytes), bulk data, and WADO-URI.
 //! - [`stow`]: storage; each part streams through a bounded channel into [`Archive::stage`] on a
@@ -34,6 +37,7 @@
 //! stored for a wildcard (`*/*`) when the stored syntax cannot be decoded. A conversion that is
 //! not possible is answered 406 and nothing is sent. Frames are sent as stored.
 
+pub mod headers;
 pub mod json;
 pub mod media;
 pub mod qido;
@@ -64,6 +68,10 @@ pub struct WebConfig {
     pub max_body: u64,
     /// The most results a QIDO-RS search returns; more are cut with a `Warning` header.
     pub max_results: usize,
+    /// The most instances whose stored headers a QIDO-RS search on attributes that the index
+    /// does not hold may read (see [`headers`]); a search whose candidates, as narrowed by its
+    /// indexed keys, hold more is answered 413.
+    pub max_header_reads: usize,
     /// Origins allowed by CORS: empty for no CORS headers, `*` for any origin.
     pub cors_origins: Vec<String>,
     /// The URL clients reach the base path at (for `RetrieveURL` and `BulkDataURI`), e.g.
@@ -79,6 +87,7 @@ impl Default for WebConfig {
             base_path: "/dicom-web".into(),
             max_body: 4 * 1024 * 1024 * 1024,
             max_results: 1000,
+            max_header_reads: 10_000,
             cors_origins: Vec::new(),
             public_url: None,
             bulk_threshold: 1024,
@@ -115,7 +124,7 @@ pub fn http_status(error: &Error) -> StatusCode {
         Error::BadRequest { .. } | Error::Malformed { .. } => StatusCode::BAD_REQUEST,
         Error::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
         Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::TooLarge { .. } | Error::QueryTooBroad { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
         Error::Archive(e) => match e {
             pacs_core::Error::NotFound { .. } => StatusCode::NOT_FOUND,

@@ -1,12 +1,21 @@
 //! QIDO-RS: search parameters to a [`Query`], result rows to DICOM JSON.
 //!
-//! Matching keys are attribute keywords (`PatientName`) or tags (`00100010`) of indexed
-//! attributes, with the matching rules of [`pacs_core::query`] (wildcards, ranges, UID lists, `""`
-//! for "no value", StudyDate and StudyTime combined). `fuzzymatching=true` makes Person Name
-//! matching case-insensitive. `includefield` takes keywords, tags or `all`, comma-separated or
-//! repeated; attributes that are valid but not indexed are accepted and not returned. `limit`
-//! and `offset` page the results; when more results match than are returned (the client's limit
-//! or [`WebConfig::max_results`](super::WebConfig::max_results)), a `Warning: 299` header says so.
+//! Matching keys are attribute keywords (`PatientName`) or tags (`00100010`), with the matching
+//! rules of [`pacs_core::query`] (wildcards, ranges, UID lists, `""` for "no value", StudyDate and
+//! StudyTime combined). `fuzzymatching=true` makes Person Name matching case-insensitive.
+//! `includefield` takes keywords, tags or `all`, comma-separated or repeated. `limit` and `offset`
+//! page the results; when more results match than are returned (the client's limit or
+//! [`WebConfig::max_results`](super::WebConfig::max_results)), a `Warning: 299` header says so.
+//!
+//! Keys and fields on indexed attributes are answered by the index alone. Keys and fields on any
+//! other attribute of the standard dictionary (or a `GGGGEEEE` tag) are answered from the stored
+//! headers, as [`super::headers`] describes: the indexed keys narrow the candidates, then their
+//! headers are read (up to Pixel Data) and matched, within
+//! [`WebConfig::max_header_reads`](super::WebConfig::max_header_reads) (413 beyond it); at study
+//! and series level such a key matches when any instance of the study or series matches, and the
+//! values returned are those of a representative instance. Indexed attributes of a level below
+//! the search's (`Modality` in a study search) stay refused, as in C-FIND: `ModalitiesInStudy`
+//! is the study-level key for that. Sequence matching (`00081250.0020000D`) is not supported.
 
 use std::sync::Arc;
 
@@ -17,6 +26,7 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use pacs_core::{Attribute, MatchOptions, Query, QueryLevel, QueryRow};
 use serde_json::{Map, Value as Json, json};
 
+use super::headers::{self, HeaderFields, HeaderSearch};
 use super::json::person_name_json;
 use super::media::{accepts_json, parse_accept};
 use super::{AppState, blocking, uid};
@@ -25,21 +35,15 @@ use crate::error::{Error, Result};
 /// Query parameters as sent, in order (a name may repeat).
 pub(crate) type Params = Vec<(String, String)>;
 
-/// A parsed search: the query, and whether to send every indexed attribute.
+/// A parsed search: the query on the index, and what is read from stored headers.
 #[derive(Clone, Debug)]
 pub struct Search {
     /// The query (its limit is the number of results to return).
     pub query: Query,
     /// `includefield=all`.
     pub all_fields: bool,
-}
-
-/// Whether `name` is a standard keyword or a tag (`GGGGEEEE`) of an attribute, indexed or not.
-fn is_known_attribute(name: &str) -> bool {
-    if name.len() == 8 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return true;
-    }
-    dicom_dictionary_std::StandardDataDictionary.by_name(name).is_some()
+    /// Keys and fields on attributes that the index does not hold.
+    pub headers: HeaderFields,
 }
 
 /// The DICOM VR of an indexed attribute, from the standard dictionary.
@@ -57,6 +61,7 @@ pub fn parse_search(level: QueryLevel, fixed: &[(Attribute, &str)], params: &Par
     let mut query = Query::new(level);
     query.options = MatchOptions { case_insensitive_pn: false, combine_datetime: true };
     let mut all_fields = false;
+    let mut header_fields = HeaderFields::default();
     let mut limit = max_results;
     for (name, value) in params {
         match name.as_str() {
@@ -77,7 +82,14 @@ pub fn parse_search(level: QueryLevel, fixed: &[(Attribute, &str)], params: &Par
                         if !query.include.contains(&attribute) {
                             query.include.push(attribute);
                         }
-                    } else if !is_known_attribute(field) {
+                    } else if let Some(attribute) = headers::lookup(field) {
+                        if attribute.tag.0 == 0x0002 {
+                            return Err(bad(format!("parameter includefield: {field} is a File Meta Information element, not returned by searches")));
+                        }
+                        if !header_fields.include.contains(&attribute) {
+                            header_fields.include.push(attribute);
+                        }
+                    } else {
                         return Err(bad(format!("parameter includefield: unknown attribute {field:?}")));
                     }
                 }
@@ -86,8 +98,16 @@ pub fn parse_search(level: QueryLevel, fixed: &[(Attribute, &str)], params: &Par
             "format" | "_" => {}
             key => {
                 let Some(attribute) = Attribute::parse(key) else {
-                    let why = if is_known_attribute(key) { "is not a searchable (indexed) attribute" } else { "is not an attribute keyword or tag" };
-                    return Err(bad(format!("parameter {key}: {why}")));
+                    if key.contains('.') {
+                        return Err(bad(format!("parameter {key}: sequence matching is not supported")));
+                    }
+                    let Some(attribute) = headers::lookup(key) else {
+                        return Err(bad(format!("parameter {key}: is not an attribute keyword or tag")));
+                    };
+                    let header_key = headers::parse_key(attribute, value)?;
+                    header_fields.keys.retain(|k| k.attribute.tag != header_key.attribute.tag);
+                    header_fields.keys.push(header_key);
+                    continue;
                 };
                 if fixed.iter().any(|(a, _)| *a == attribute) {
                     return Err(bad(format!("parameter {key}: already given by the path")));
@@ -104,7 +124,8 @@ pub fn parse_search(level: QueryLevel, fixed: &[(Attribute, &str)], params: &Par
         query.include = Attribute::ALL.to_vec();
     }
     query.limit = Some(limit.min(max_results));
-    Ok(Search { query, all_fields })
+    header_fields.all = all_fields;
+    Ok(Search { query, all_fields, headers: header_fields })
 }
 
 /// The DICOM JSON value of an indexed attribute's normalised value.
@@ -120,8 +141,9 @@ fn attribute_json(attribute: Attribute, vr: &str, value: &str) -> Json {
 }
 
 /// One result row as a DICOM JSON object: every attribute the query returns (empty when the row
-/// has no value), and the Retrieve URL of the record.
-pub fn row_json(search: &Search, row: &QueryRow, base_url: &str) -> Json {
+/// has no value), the values read from the row's stored header (`from_header`, for attributes
+/// that the index does not hold), and the Retrieve URL of the record.
+pub fn row_json(search: &Search, row: &QueryRow, from_header: Map<String, Json>, base_url: &str) -> Json {
     let mut out = Map::new();
     let mut attributes = search.query.return_attributes();
     for a in &search.query.include {
@@ -153,6 +175,9 @@ pub fn row_json(search: &Search, row: &QueryRow, base_url: &str) -> Json {
     if let Some(url) = url {
         out.insert("00081190".into(), json!({"vr": "UR", "Value": [url]}));
     }
+    for (key, value) in from_header {
+        out.entry(key).or_insert(value);
+    }
     Json::Object(out)
 }
 
@@ -164,15 +189,44 @@ async fn search(state: AppState, headers: HeaderMap, level: QueryLevel, fixed: V
     let fixed_refs: Vec<(Attribute, &str)> = fixed.iter().map(|(a, v)| (*a, v.as_str())).collect();
     let search = parse_search(level, &fixed_refs, &params, state.config.max_results)?;
     let returned = search.query.limit.unwrap_or(state.config.max_results);
-    let mut probe = search.query.clone();
-    // One more than asked for: whether the answer is cut.
-    probe.limit = Some(returned.saturating_add(1));
-    let archive = Arc::clone(&state.archive);
-    let mut rows = blocking(move || archive.query(&probe)).await?;
-    let truncated = rows.len() > returned;
-    rows.truncate(returned);
     let base_url = state.base_url(&headers);
-    let body: Vec<Json> = rows.iter().map(|row| row_json(&search, row, &base_url)).collect();
+    let header_search = HeaderSearch {
+        fields: search.headers.clone(),
+        level,
+        options: search.query.options,
+        base_url: base_url.clone(),
+        bulk_threshold: state.config.bulk_threshold,
+    };
+    let archive = Arc::clone(&state.archive);
+    let (rows, truncated) = if search.headers.keys.is_empty() {
+        let mut probe = search.query.clone();
+        // One more than asked for: whether the answer is cut.
+        probe.limit = Some(returned.saturating_add(1));
+        let read_headers = search.headers.needed(level);
+        blocking(move || {
+            let mut rows = archive.query(&probe)?;
+            let truncated = rows.len() > returned;
+            rows.truncate(returned);
+            let values = if read_headers { header_search.fill(&archive, &rows)? } else { vec![Map::new(); rows.len()] };
+            Ok((rows.into_iter().zip(values).collect::<Vec<_>>(), truncated))
+        })
+        .await?
+    } else {
+        // The candidates that the indexed keys select, counted before any header is read.
+        let cap = state.config.max_header_reads;
+        let mut candidates = search.query.clone();
+        (candidates.offset, candidates.limit) = (0, Some(cap.saturating_add(1)));
+        let rows = blocking(move || archive.query(&candidates)).await?;
+        let instances = headers::candidate_instances(level, &rows);
+        if instances > cap {
+            return Err(headers::too_broad(&search.headers.keys, instances, cap));
+        }
+        tracing::debug!(level = %level, candidates = rows.len(), instances, keys = %headers::key_names(&search.headers.keys), "QIDO-RS on stored headers");
+        let offset = search.query.offset;
+        let archive = Arc::clone(&state.archive);
+        blocking(move || header_search.filter(&archive, rows, offset, returned)).await?
+    };
+    let body: Vec<Json> = rows.into_iter().map(|(row, values)| row_json(&search, &row, values, &base_url)).collect();
     tracing::debug!(level = %level, results = body.len(), truncated, "QIDO-RS");
     let mut response = (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"))],
@@ -263,6 +317,7 @@ mod tests {
         assert!(search.query.key(Attribute::StudyDate).is_some());
         assert_eq!(search.query.limit, Some(5));
         assert_eq!(search.query.include, vec![Attribute::NumberOfStudyRelatedInstances]);
+        assert_eq!(search.headers.include.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["PatientAge"]);
         let capped = parse_search(QueryLevel::Study, &[], &params(&[("limit", "500")]), 100).expect("valid");
         assert_eq!(capped.query.limit, Some(100));
     }
@@ -275,7 +330,10 @@ mod tests {
             (vec![("fuzzymatching", "maybe")], "fuzzymatching"),
             (vec![("includefield", "NoSuchThing")], "includefield"),
             (vec![("NoSuchThing", "1")], "NoSuchThing"),
-            (vec![("PatientAge", "030Y")], "PatientAge"),
+            (vec![("ContentDate", "2024")], "ContentDate"),
+            (vec![("ReferencedImageSequence", "1.2")], "ReferencedImageSequence"),
+            (vec![("00081140.00081155", "1.2")], "sequence matching"),
+            (vec![("includefield", "TransferSyntaxUID,MediaStorageSOPClassUID")], "MediaStorageSOPClassUID"),
             (vec![("StudyDate", "2024")], "StudyDate"),
             (vec![("Modality", "CT")], "Modality"),
             (vec![("0008002", "x")], "0008002"),
@@ -288,6 +346,35 @@ mod tests {
     }
 
     #[test]
+    fn keys_outside_the_index_are_read_from_headers() {
+        let search = parse_search(
+            QueryLevel::Study,
+            &[],
+            &params(&[("PatientName", "Doe*"), ("InstitutionName", "ACME*"), ("00180050", "1.25"), ("includefield", "StationName,00081030")]),
+            100,
+        )
+        .expect("valid");
+        assert!(search.query.key(Attribute::PatientName).is_some(), "indexed keys narrow the candidates");
+        assert_eq!(search.query.keys.len(), 1);
+        let names: Vec<&str> = search.headers.keys.iter().map(|k| k.attribute.name.as_str()).collect();
+        assert_eq!(names, ["InstitutionName", "SliceThickness"]);
+        assert_eq!(search.query.include, vec![Attribute::StudyDescription]);
+        assert_eq!(search.headers.include.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["StationName"]);
+        assert!(search.headers.needed(QueryLevel::Study));
+        let plain = parse_search(QueryLevel::Study, &[], &params(&[("PatientName", "Doe*")]), 100).expect("valid");
+        assert!(!plain.headers.needed(QueryLevel::Study));
+        // Header values complete a row without replacing what the index answered.
+        let mut row = QueryRow::new();
+        row.insert(Attribute::StudyInstanceUid, "1.2.3".into());
+        let mut from_header = Map::new();
+        from_header.insert("00080080".into(), json!({"vr": "LO", "Value": ["ACME"]}));
+        from_header.insert("0020000D".into(), json!({"vr": "UI", "Value": ["9.9"]}));
+        let json = row_json(&search, &row, from_header, "http://h");
+        assert_eq!(json["00080080"]["Value"][0], "ACME");
+        assert_eq!(json["0020000D"]["Value"][0], "1.2.3");
+    }
+
+    #[test]
     fn rows_are_annex_f() {
         let search = parse_search(QueryLevel::Study, &[], &Params::new(), 10).expect("valid");
         let mut row = QueryRow::new();
@@ -296,7 +383,7 @@ mod tests {
         row.insert(Attribute::ModalitiesInStudy, "CT\\MR".into());
         row.insert(Attribute::NumberOfStudyRelatedInstances, "3".into());
         row.insert(Attribute::StudyTime, "103000.000000".into());
-        let json = row_json(&search, &row, "http://h/dw");
+        let json = row_json(&search, &row, Map::new(), "http://h/dw");
         assert_eq!(json["00100010"], json!({"vr": "PN", "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}]}));
         assert_eq!(json["00080061"], json!({"vr": "CS", "Value": ["CT", "MR"]}));
         assert_eq!(json["00201208"], json!({"vr": "IS", "Value": [3]}));

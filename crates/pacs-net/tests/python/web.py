@@ -9,6 +9,7 @@ package driving the server, with pydicom reading the same files as the reference
   web.py metadata URL FILE...      /metadata against pydicom's Dataset.to_json_dict
   web.py frames FILE               the native frames of FILE as hexadecimal SHA-256s
   web.py uids FILE...              the study, series and SOP instance UIDs of each file
+  web.py headers URL FILE...       QIDO-RS on attributes outside the index, against pydicom
 """
 
 import base64
@@ -71,7 +72,11 @@ def fixtures(out):
             make(
                 f"{out}/a1_{i}.dcm", ExplicitVRLittleEndian, CT, study_a, f"{ROOT}.1.1", f"{ROOT}.1.1.{i}", ("PID-A", "Doe^John^^Dr"),
                 StudyDate="20240115", StudyTime="103000", AccessionNumber="ACC-A", StudyDescription="Chest CT",
-                Modality="CT", SeriesNumber=1, InstanceNumber=i, SliceThickness="1.25", PixelSpacing=["0.5", "0.5"],
+                # Instance numbers in the reverse order of the UIDs: the first instance of the
+                # series by number is the last by UID.
+                Modality="CT", SeriesNumber=1, InstanceNumber=4 - i, SliceThickness="1.25", PixelSpacing=["0.5", "0.5"],
+                ContentDate=f"2024011{i}", Manufacturer="ACME", OperatorsName="Smith^Anna",
+                **({"StationName": "CT01"} if i == 2 else {}),
                 ImagePositionPatient=["0", "-12.5", str(i * 1.25)], ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
                 WindowCenter="40", WindowWidth="400", RescaleSlope="1", RescaleIntercept="-1024",
                 ReferencedImageSequence=Sequence([ref]), FrameIncrementPointer=0x00181063,
@@ -87,6 +92,7 @@ def fixtures(out):
             f"{out}/a2_1.dcm", ImplicitVRLittleEndian, MR, study_a, f"{ROOT}.1.2", f"{ROOT}.1.2.1", ("PID-A", "Doe^John^^Dr"),
             StudyDate="20240115", StudyTime="103000", AccessionNumber="ACC-A", StudyDescription="Chest CT",
             Modality="MR", SeriesNumber=2, InstanceNumber=1, EchoTime="12.5",
+            ContentDate="20240120", Manufacturer="Other Corp", OperatorsName="smith^bob",
             SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME1", Rows=6, Columns=4,
             BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=pixels.tobytes(),
         )
@@ -360,6 +366,152 @@ def metadata(url, files):
     return report
 
 
+def level_uid(ds, level):
+    return {"study": ds.StudyInstanceUID, "series": ds.SeriesInstanceUID, "instance": ds.SOPInstanceUID}[level]
+
+
+def representative_order(ds):
+    number = lambda v: int(v) if v not in (None, "") else 2**63
+    return (number(ds.get("SeriesNumber")), ds.SeriesInstanceUID, number(ds.get("InstanceNumber")), ds.SOPInstanceUID)
+
+
+def reference_values(ds, keyword):
+    """The values of an attribute as pydicom reads them, as strings; [] when absent or empty."""
+    elem = ds.data_element(keyword) if keyword in ds else None
+    if elem is None or elem.value is None or elem.value == "":
+        return []
+    values = list(elem.value) if elem.VM > 1 else [elem.value]
+    return [str(v).strip() for v in values if str(v).strip() != ""]
+
+
+def wildcard(pattern, value):
+    import re
+
+    return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), value, re.S) is not None
+
+
+def reference_match(ds, keyword, key, fuzzy):
+    """An independent reading of PS3.4 C.2.2.2 for the keys of the cases below."""
+    vr = pydicom.datadict.dictionary_VR(keyword)
+    values = reference_values(ds, keyword)
+    if key in ("", "*"):
+        return True
+    if key == '""':
+        return not values
+    for v in values:
+        if vr == "DA" and "-" in key:
+            lo, hi = key.split("-")
+            if (not lo or lo <= v) and (not hi or v <= hi):
+                return True
+        elif vr == "PN":
+            a, b = (key.lower(), v.lower()) if fuzzy else (key, v)
+            if wildcard(a, b):
+                return True
+        elif vr in ("IS", "US", "SS", "UL", "SL"):
+            if int(v) == int(key):
+                return True
+        elif wildcard(key, v):
+            return True
+    return False
+
+
+def element_json(ds, keyword_or_tag):
+    tag = pydicom.datadict.tag_for_keyword(keyword_or_tag) or int(keyword_or_tag, 16)
+    key = f"{tag:08X}"
+    if tag in ds:
+        single = Dataset()
+        single.add(ds[tag])
+        return key, reference_json(single)[key]
+    return key, {"vr": pydicom.datadict.dictionary_VR(tag)}
+
+
+def headers(url, files):
+    """QIDO-RS cases on attributes outside the index: the rows dicomweb-client gets, against
+    those pydicom's reading of the files selects, and the values returned against those of the
+    representative instance (the first, by series number then instance number, that matches)."""
+    c = client(url)
+    datasets = [pydicom.dcmread(f) for f in files]
+    by_uid = {ds.SOPInstanceUID: ds for ds in datasets}
+    study_a = next(ds for ds in datasets if ds.PatientID == "PID-A" and ds.Modality == "CT")
+    cases = [
+        ("instance", None, {"Manufacturer": "ACME"}, False, []),
+        ("study", None, {"Manufacturer": "Other*"}, False, ["ContentDate"]),
+        ("series", None, {"ContentDate": "20240112-20240131"}, False, ["OperatorsName"]),
+        ("instance", None, {"ImageType": "AXIAL"}, False, []),
+        ("study", None, {"InstitutionName": "Städt*"}, False, []),
+        ("study", None, {"OperatorsName": "SMITH*"}, True, []),
+        ("study", None, {"OperatorsName": "SMITH*"}, False, []),
+        ("instance", None, {"Manufacturer": '""'}, False, []),
+        ("instance", None, {"SliceThickness": "1.25", "PatientID": "PID-A"}, False, ["StationName"]),
+        ("series", None, {"EchoTime": "12.5", "Modality": "MR"}, False, []),
+        ("study", None, {"ContentDate": "20240112"}, False, ["ContentDate", "StationName"]),
+        ("instance", (study_a.StudyInstanceUID, study_a.SeriesInstanceUID), {"ContentDate": "-20240112"}, False, ["ContentDate"]),
+        ("series", (study_a.StudyInstanceUID,), {"StationName": "CT0?"}, False, []),
+        ("study", None, {}, False, ["ContentDate", "Manufacturer", "00180050"]),
+        ("series", None, {}, False, ["ContentDate", "OperatorsName"]),
+        ("instance", None, {}, False, ["ContentDate", "ImageType", "WindowCenter"]),
+    ]
+    problems, counts = [], []
+    uid_key = {"study": "0020000D", "series": "0020000E", "instance": "00080018"}
+    for level, scope, filters, fuzzy, fields in cases:
+        name = f"{level} {filters} fuzzy={fuzzy} fields={fields}"
+        kwargs = {"search_filters": filters, "fuzzymatching": fuzzy, "fields": fields or None}
+        if level == "study":
+            got = c.search_for_studies(**kwargs)
+        elif level == "series":
+            got = c.search_for_series(study_instance_uid=scope[0] if scope else None, **kwargs)
+        else:
+            got = c.search_for_instances(study_instance_uid=scope[0] if scope else None, series_instance_uid=scope[1] if scope else None, **kwargs)
+        in_scope = [ds for ds in datasets if not scope or (ds.StudyInstanceUID, ds.SeriesInstanceUID)[: len(scope)] == tuple(scope)]
+        matching = sorted((ds for ds in in_scope if all(reference_match(ds, k, v, fuzzy) for k, v in filters.items())), key=representative_order)
+        expected = {}
+        for ds in matching:
+            expected.setdefault(level_uid(ds, level), ds)
+        rows = {r[uid_key[level]]["Value"][0]: r for r in got}
+        counts.append(len(rows))
+        if set(rows) != set(expected):
+            problems.append(f"{name}: got {sorted(rows)}, pydicom selects {sorted(expected)}")
+            continue
+        indexed = set()
+        for uid, row in rows.items():
+            representative = expected[uid]
+            for field in list(fields) + [k for k in filters if k not in ("PatientID", "Modality")]:
+                key, theirs = element_json(representative, field)
+                if key not in row:
+                    problems.append(f"{name}: {uid} has no {field}")
+                    continue
+                compare({key: row[key]}, {key: theirs}, f"{name} {uid} ", problems)
+            indexed.add(uid)
+    # includefield=all: every header element at instance level; the study and the series
+    # attributes of the representative at study and series level, and no others.
+    checked_all = 0
+    for row in c.search_for_instances(fields=["all"]):
+        ds = by_uid[row["00080018"]["Value"][0]]
+        theirs = reference_json(ds)
+        theirs.pop("7FE00010", None)
+        ours = {k: v for k, v in row.items() if not k.startswith("0002") and k not in ("00081190", "00080061", "00201206", "00201208", "00201209")}
+        # Indexed attributes that the file lacks are returned empty.
+        ours = {k: v for k, v in ours.items() if k in theirs or set(v) != {"vr"}}
+        compare(ours, theirs, f"instance {ds.SOPInstanceUID} includefield=all: ", problems)
+        checked_all += 1
+    study_row = c.search_for_studies(search_filters={"StudyInstanceUID": study_a.StudyInstanceUID}, fields=["all"])[0]
+    rep = min((ds for ds in datasets if ds.StudyInstanceUID == study_a.StudyInstanceUID), key=representative_order)
+    for keyword in ("PatientWeight", "OtherPatientNames"):
+        key, theirs = element_json(rep, keyword)
+        compare({key: study_row.get(key)}, {key: theirs}, "study includefield=all: ", problems)
+    for keyword in ("Manufacturer", "SliceThickness", "ContentDate"):
+        if element_json(rep, keyword)[0] in study_row:
+            problems.append(f"study includefield=all has the non-study attribute {keyword}")
+    series_row = c.search_for_series(search_filters={"SeriesInstanceUID": study_a.SeriesInstanceUID}, fields=["all"])[0]
+    for keyword in ("Manufacturer", "OperatorsName"):
+        key, theirs = element_json(rep, keyword)
+        compare({key: series_row.get(key)}, {key: theirs}, "series includefield=all: ", problems)
+    for keyword in ("PatientWeight", "SliceThickness", "ContentDate"):
+        if element_json(rep, keyword)[0] in series_row:
+            problems.append(f"series includefield=all has the non-series attribute {keyword}")
+    return {"problems": problems, "counts": counts, "includefield all": checked_all}
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "fixtures":
@@ -374,6 +526,8 @@ def main():
         result = metadata(args[0], args[1:])
     elif command == "frames":
         result = [hashlib.sha256(f).hexdigest() for f in expected_frames(args[0])]
+    elif command == "headers":
+        result = headers(args[0], args[1:])
     elif command == "uids":
         result = []
         for f in args:
