@@ -269,6 +269,39 @@ pub(crate) fn words_in_sample_order(bytes: &mut [u8], bits_allocated: u16) {
     }
 }
 
+/// Decodes frames `frames` (from 1) of the Part 10 object read from `input`, whole: the native
+/// samples of each, as [`decode_frame`] gives them, and as a conversion of the object to Explicit
+/// VR Little Endian holds them. For objects whose frames cannot be read alone (native big endian
+/// pixel data, encapsulated frames without offsets); [`decode_encoded_frame`] reads less.
+pub fn decode_frames(input: &mut dyn Read, frames: &[u32]) -> Result<Vec<Vec<u8>>> {
+    let object = catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(input)))
+        .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
+        .map_err(|e| Error::Invalid { reason: e.to_string() })?;
+    frames.iter().map(|&frame| decode_frame(&object, frame).map(|(_, samples)| samples)).collect()
+}
+
+/// Decodes one frame of an object stored in an encapsulated transfer syntax without reading the
+/// other frames: `header` is the stored object, of which only the part before Pixel Data is read,
+/// and `encoded` the frame's compressed bytes (its fragments concatenated, as WADO-RS `/frames`
+/// reads them by the offsets recorded at ingest). Returns the native samples as [`decode_frame`]
+/// does (colour JPEG, JPEG-LS and JPEG 2000 frames as RGB, pixel-interleaved), which are the
+/// samples of that frame in the object converted to Explicit VR Little Endian.
+pub fn decode_encoded_frame(header: &mut dyn Read, encoded: Vec<u8>) -> Result<Vec<u8>> {
+    use dicom_core::value::PixelFragmentSequence;
+    use dicom_core::{DataElement, Length, VR};
+    let mut object =
+        catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).read_until(tags::PIXEL_DATA).from_reader(header)))
+            .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
+            .map_err(|e| Error::Invalid { reason: e.to_string() })?;
+    let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
+    if !TransferSyntaxRegistry.get(&ts).is_some_and(|t| t.is_encapsulated_pixel_data()) && ts != RLE_LOSSLESS {
+        return Err(Error::Invalid { reason: format!("{} is not encapsulated ({ts}): its frames are not decoded alone", sop_instance_uid(&object)) });
+    }
+    object.put(DataElement::new_with_len(tags::PIXEL_DATA, VR::OB, Length::UNDEFINED, PixelFragmentSequence::new(Vec::<u32>::new(), vec![encoded])));
+    object.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, "1"));
+    decode_frame(&object, 1).map(|(_, samples)| samples)
+}
+
 /// The attributes of `object` that rendering needs.
 fn describe(object: &DefaultDicomObject) -> Result<FrameDescription> {
     let missing = |name: &str| Error::Invalid { reason: format!("{} has no {name}: nothing to render", sop_instance_uid(object)) };

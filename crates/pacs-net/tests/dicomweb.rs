@@ -368,7 +368,20 @@ fn retrieve_and_search_bad_input() {
     check(&format!("{instance}/metadata"), &["-H", "Accept: application/dicom+xml"], 406, "json");
     check(&instance, &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50"], 406, "transcoding");
     check(&format!("{instance}/rendered"), &["-H", "Accept: image/gif"], 406, "image/jpeg");
-    check(&format!("{j2k_instance}/frames/1"), &["-H", "Accept: multipart/related; type=\"application/octet-stream\""], 406, "image/jp2");
+    // Frames as stored or decoded: re-encoding into another syntax is not offered.
+    check(&format!("{j2k_instance}/frames/1"), &["-H", "Accept: multipart/related; type=\"image/jls\""], 406, "image/jp2");
+    check(
+        &format!("{j2k_instance}/frames/1"),
+        &["-H", "Accept: multipart/related; type=\"image/jp2\"; transfer-syntax=1.2.840.10008.1.2.4.90"],
+        406,
+        "re-encoding",
+    );
+    check(
+        &format!("{j2k_instance}/frames/1"),
+        &["-H", "Accept: multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.2"],
+        406,
+        "decoded",
+    );
     // Compressed objects are rendered through the codecs (dicomweb_render.rs compares them).
     let reply = web.curl(&format!("{j2k_instance}/rendered"), &[]);
     assert_eq!((reply.status, reply.header("content-type").as_deref()), (200, Some("image/jpeg")), "{}", reply.text());
@@ -560,4 +573,79 @@ fn qido_on_stored_headers_is_bounded() {
         assert_eq!(reply.json().as_array().unwrap().len(), rows, "{path}");
     }
     web.assert_healthy();
+}
+
+#[test]
+fn frames_are_decoded_or_sent_as_stored() {
+    // Two archives: some of pydicom's files share their UIDs.
+    for (names, expected_as_stored) in [
+        (
+            &[
+                "MR_small_jpeg_ls_lossless.dcm",
+                "SC_rgb_rle_2frame.dcm",
+                "rtdose_rle.dcm",
+                "GDCMJ2K_TextGBR.dcm",
+                "693_J2KI.dcm",
+                "SC_rgb_dcmtk_+eb+cr.dcm",
+                "SC_rgb_small_odd_big_endian.dcm",
+            ][..],
+            9,
+        ),
+        (&["MR_small_jp2klossless.dcm", "rtdose_expb.dcm", "SC_rgb_rle_16bit_2frame.dcm", "examples_ybr_color.dcm", "SC_rgb_jpeg_lossy_gdcm.dcm"][..], 7),
+    ] {
+        let web = Web::start(WebConfig::default());
+        let files: Vec<PathBuf> = names.iter().map(|n| pydicom_test_file(n)).collect();
+        for f in &files {
+            web.ingest(f);
+        }
+        let mut args = vec!["decoded".to_owned(), web.url()];
+        args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let report = python(&args);
+        assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+        // Every file's frames (up to three of each) were decoded, and the compressed ones' sent
+        // as stored too.
+        assert_eq!(
+            (&report["checked"]["decoded"], &report["checked"]["as stored"]),
+            (&serde_json::json!(10), &serde_json::json!(expected_as_stored)),
+            "{report:#}"
+        );
+    }
+
+    // With curl: the part headers, what is offered for a JPEG-LS object, and 406 for the rest.
+    let web = Web::start(WebConfig::default());
+    let jls = pydicom_test_file("MR_small_jpeg_ls_lossless.dcm");
+    web.ingest(&jls);
+    let uids = python(&["uids", jls.to_str().unwrap()])[0].clone();
+    let frames = format!(
+        "/studies/{}/series/{}/instances/{}/frames/1",
+        uids["study"].as_str().unwrap(),
+        uids["series"].as_str().unwrap(),
+        uids["sop"].as_str().unwrap()
+    );
+    for (accept, status, part_type) in [
+        ("multipart/related; type=\"application/octet-stream\"", 200, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"),
+        (
+            "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2",
+            200,
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+        ),
+        ("*/*", 200, "image/jls; transfer-syntax=1.2.840.10008.1.2.4.80"),
+        ("multipart/related; type=\"image/jls\"; transfer-syntax=1.2.840.10008.1.2.4.80", 200, "image/jls; transfer-syntax=1.2.840.10008.1.2.4.80"),
+        ("multipart/related; type=\"image/jp2\", multipart/related; type=\"application/octet-stream\";q=0.5", 200, "application/octet-stream"),
+        ("multipart/related; type=\"image/jls\"; transfer-syntax=1.2.840.10008.1.2.4.81", 406, "image/jls (transfer syntax 1.2.840.10008.1.2.4.80)"),
+        ("multipart/related; type=\"image/jp2\"", 406, "re-encoding"),
+        ("multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.80", 406, "decoded as application/octet-stream"),
+    ] {
+        let reply = web.curl(&frames, &["-H", &format!("Accept: {accept}")]);
+        assert_eq!(reply.status, status, "{accept}: {}", String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]));
+        if status == 200 {
+            let parts = reply.parts();
+            assert_eq!(parts.len(), 1, "{accept}");
+            assert!(parts[0].0.contains(part_type), "{accept}: {}", parts[0].0);
+            assert_eq!(parts[0].1.len() == 64 * 64 * 2, part_type.starts_with("application/octet-stream"), "{accept}: {} bytes", parts[0].1.len());
+        } else {
+            assert!(reply.text().contains(part_type), "{accept}: {}", reply.text());
+        }
+    }
 }

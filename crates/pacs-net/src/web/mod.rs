@@ -10,7 +10,8 @@
 //!   the stored headers (up to Pixel Data) of the candidates the indexed keys select, within
 //!   [`WebConfig::max_header_reads`].
 //! - [`wado`]: retrieval of instances (streamed `multipart/related`), metadata, frames (read with
-//!   [`Archive::read_frame`], only the asked frames' bytes), bulk data, and WADO-URI.
+//!   [`Archive::read_frame`], only the asked frames' bytes; decoded one by one when asked as
+//!   `application/octet-stream`), bulk data, and WADO-URI.
 //! - [`stow`]: storage; each part streams through a bounded channel into [`Archive::stage`] on a
 //!   blocking thread, and the whole request is committed at once when its body is complete, so a
 //!   malformed or oversized body stores nothing.
@@ -35,7 +36,8 @@
 //! header names, transcoded by `pacs_codec` on the blocking pool when it is not the stored one;
 //! `*` means as stored, and no parameter means Explicit VR Little Endian (PS3.18 8.7.3.5.2), or as
 //! stored for a wildcard (`*/*`) when the stored syntax cannot be decoded. A conversion that is
-//! not possible is answered 406 and nothing is sent. Frames are sent as stored.
+//! not possible is answered 406 and nothing is sent. Frames are sent as stored, or decoded to
+//! native samples for `application/octet-stream` (see [`wado`]).
 
 pub mod headers;
 pub mod json;

@@ -1,6 +1,16 @@
 //! WADO-RS and WADO-URI: instances (streamed from their blobs in `multipart/related`), metadata
 //! (DICOM JSON with `BulkDataURI`), frames (only the asked frames' bytes, by the offsets recorded
 //! at ingest), bulk data, and the single-object WADO-URI request.
+//!
+//! Frames are sent as stored (`image/jls`, `image/jp2`, `image/dicom-rle`... in the stored
+//! syntax; native little endian as `application/octet-stream`), or decoded to native little
+//! endian samples when the client asks for `application/octet-stream` (with Explicit or Implicit
+//! VR Little Endian, `*` or no `transfer-syntax`) and the object is compressed or big endian:
+//! each frame decoded alone by `pacs_codec` from the object's header and that frame's fragments,
+//! giving the samples that the object converted whole to Explicit VR Little Endian holds (colour
+//! JPEG, JPEG-LS and JPEG 2000 frames as RGB). The first frame is decoded before the response
+//! starts, the others as it streams. Re-encoding frames into another compressed syntax is not
+//! offered (406, saying what is).
 
 use std::io::{BufReader, Read};
 use std::sync::Arc;
@@ -20,7 +30,7 @@ use tokio::sync::mpsc;
 use super::json::{self, BulkPath, DataSet, JsonOptions, ParseOptions, Value};
 use super::media::{self, MediaRange, accepts_json, frame_media_type, parse_accept};
 use super::qido::Params;
-use super::{AppState, blocking, render, uid};
+use super::{AppState, blocking, codec_error, render, uid};
 use crate::error::{Error, Result};
 
 /// Bytes read from a blob per chunk of a streamed response.
@@ -129,6 +139,8 @@ enum PartSource {
     Range(InstanceRecord, u64, u64),
     /// One frame of an instance.
     Frame(InstanceRecord, u32),
+    /// One frame of an instance, decoded to native samples as its part starts.
+    DecodedFrame(InstanceRecord, u32),
     /// Bytes already in memory.
     Bytes(Bytes),
     /// A stored object converted to a transfer syntax before its part starts (so that a failed
@@ -179,6 +191,7 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
                 PartSource::Bytes(b) => Ok(send(b)),
                 PartSource::Transcoded(..) => Ok(true),
                 PartSource::Frame(record, n) => Ok(send(archive.read_frame(&record, n)?)),
+                PartSource::DecodedFrame(record, n) => Ok(send(decode_frame(&archive, &record, n).map_err(|e| corrupt_frame(&record, n, &e))?)),
                 PartSource::Object(record) => {
                     let reader = archive.read(&record)?;
                     copy_chunks(reader, record.size, &send, &record)
@@ -395,35 +408,122 @@ pub(crate) fn parse_frame_list(text: &str, count: u32, sop: &str) -> Result<Vec<
     Ok(out)
 }
 
-/// The media type in which the frames of `record` are sent, if the client accepts it.
-fn negotiate_frames(accept: &[MediaRange], record: &InstanceRecord) -> Result<&'static str> {
+/// How the frames of an instance are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameOutput {
+    /// As stored, in the media type of the stored transfer syntax.
+    Stored(&'static str),
+    /// Decoded to native little endian samples: `application/octet-stream` in Explicit VR Little
+    /// Endian.
+    Decoded,
+}
+
+/// Whether `asked` (a `transfer-syntax` parameter) takes native little endian frames: their
+/// bytes are the same in implicit and explicit VR.
+fn native_syntax_ok(asked: Option<&str>) -> bool {
+    matches!(asked, None | Some("*") | Some(pacs_core::scan::EXPLICIT_VR_LE) | Some(pacs_core::scan::IMPLICIT_VR_LE))
+}
+
+/// How the frames of `record` are sent, from the `Accept` ranges (best first).
+///
+/// A range names a part type (`multipart/related; type="image/jls"`, or the type alone) and
+/// maybe a `transfer-syntax`. The first range that one of these answers satisfies wins, tried in
+/// this order: the frames as stored (a part type covering the stored syntax's media type, and its
+/// syntax, `*` or none; native little endian frames in either VR); decoded to native samples
+/// (a part type covering `application/octet-stream`, and Explicit or Implicit VR Little Endian,
+/// `*` or none) when the stored syntax is compressed (or big endian) and this build reads it.
+/// Re-encoding frames into another compressed syntax is not offered: 406 names what is.
+fn negotiate_frames(accept: &[MediaRange], record: &InstanceRecord) -> Result<FrameOutput> {
     let ts = record.transfer_syntax_uid.as_str();
-    let Some(media_type) = frame_media_type(ts) else {
-        return Err(Error::NotAcceptable { reason: format!("frames of an object stored in transfer syntax {ts} cannot be sent without transcoding") });
+    let stored = frame_media_type(ts);
+    let native = stored == Some("application/octet-stream");
+    let decodable = !native && pacs_codec::can_read(ts);
+    for range in accept {
+        let (part_types, asked) = match range.essence.as_str() {
+            "*/*" | "multipart/*" => (None, range.param("transfer-syntax")),
+            "multipart/related" => (range.param("type").map(|t| parse_accept(Some(t))), range.param("transfer-syntax")),
+            _ => (Some(vec![range.clone()]), range.param("transfer-syntax")),
+        };
+        let covers = |media_type: &str| part_types.as_ref().is_none_or(|types| types.iter().any(|t| t.covers(media_type)));
+        if let Some(media_type) = stored
+            && covers(media_type)
+            && (matches!(asked, None | Some("*")) || asked == Some(ts) || (native && native_syntax_ok(asked)))
+        {
+            return Ok(FrameOutput::Stored(media_type));
+        }
+        if decodable && covers("application/octet-stream") && native_syntax_ok(asked) {
+            return Ok(FrameOutput::Decoded);
+        }
+    }
+    let stored_as = match stored {
+        Some(media_type) => format!("frames of this object are stored as {media_type} (transfer syntax {ts})"),
+        None => format!("frames of this object (transfer syntax {ts}) cannot be sent as stored"),
     };
-    let native = media_type == "application/octet-stream";
-    // Native little endian frames are the same bytes in implicit and explicit VR.
-    let ts_ok = |asked: Option<&str>| match asked {
-        None => true,
-        Some("*") => true,
-        Some(t) => t == ts || (native && t == pacs_core::scan::EXPLICIT_VR_LE),
-    };
-    let ok = accept.iter().any(|r| match r.essence.as_str() {
-        "*/*" | "multipart/*" => true,
-        "multipart/related" => match r.param("type") {
-            None => ts_ok(r.param("transfer-syntax")),
-            Some(t) => parse_accept(Some(t)).iter().any(|m| m.covers(media_type)) && ts_ok(r.param("transfer-syntax")),
-        },
-        other => other == media_type || r.covers(media_type) && ts_ok(r.param("transfer-syntax")),
-    });
-    if ok {
-        Ok(media_type)
+    let decoded = if decodable {
+        "or decoded as application/octet-stream (transfer-syntax=1.2.840.10008.1.2.1)"
+    } else if native {
+        "and are native already"
     } else {
-        Err(Error::NotAcceptable { reason: format!("frames of this object are sent as {media_type} (transfer syntax {ts}); transcoding is not supported yet") })
+        "and cannot be decoded by this build"
+    };
+    Err(Error::NotAcceptable { reason: format!("{stored_as}, {decoded}; re-encoding frames into another syntax is not supported") })
+}
+
+/// Decodes frame `n` of a compressed `record` alone (blocking): the object's header and the
+/// frame's own bytes are read, nothing else.
+fn decode_frame(archive: &Archive, record: &InstanceRecord, n: u32) -> std::result::Result<Bytes, DecodeError> {
+    let encoded = archive.read_frame(record, n)?;
+    let mut header = BufReader::with_capacity(CHUNK, archive.read(record)?);
+    Ok(Bytes::from(pacs_codec::render::decode_encoded_frame(&mut header, encoded.to_vec())?))
+}
+
+/// Decodes frames `numbers` of `record` from the whole object (blocking), for objects whose
+/// frames cannot be read alone.
+fn decode_whole(archive: &Archive, record: &InstanceRecord, numbers: &[u32]) -> std::result::Result<Vec<Bytes>, DecodeError> {
+    let mut reader = BufReader::with_capacity(CHUNK, archive.read(record)?);
+    Ok(pacs_codec::render::decode_frames(&mut reader, numbers)?.into_iter().map(Bytes::from).collect())
+}
+
+/// Why a frame could not be decoded: reading the archive, or the codecs.
+#[derive(Debug)]
+enum DecodeError {
+    /// Reading the stored object failed.
+    Archive(pacs_core::Error),
+    /// The codecs refused or failed.
+    Codec(pacs_codec::Error),
+}
+
+impl From<pacs_core::Error> for DecodeError {
+    fn from(e: pacs_core::Error) -> Self {
+        DecodeError::Archive(e)
     }
 }
 
-/// `GET .../instances/{instance}/frames/{list}`: each frame read alone from the blob.
+impl From<pacs_codec::Error> for DecodeError {
+    fn from(e: pacs_codec::Error) -> Self {
+        DecodeError::Codec(e)
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Archive(e) => e.into(),
+            DecodeError::Codec(e) => codec_error(e),
+        }
+    }
+}
+
+/// A frame that fails to decode while the response streams: the stored object is at fault.
+fn corrupt_frame(record: &InstanceRecord, n: u32, error: &DecodeError) -> pacs_core::Error {
+    match error {
+        DecodeError::Archive(e) => pacs_core::Error::Corrupt { what: format!("frame {n} of {}: {e}", record.sop_instance_uid) },
+        DecodeError::Codec(e) => pacs_core::Error::Corrupt { what: format!("frame {n} of {} cannot be decoded: {e}", record.sop_instance_uid) },
+    }
+}
+
+/// `GET .../instances/{instance}/frames/{list}`: each frame read alone from the blob, as stored,
+/// or decoded to native samples (see [`negotiate_frames`]).
 pub(crate) async fn frames(
     State(state): State<AppState>,
     Path((study, series, instance, list)): Path<(String, String, String, String)>,
@@ -431,16 +531,40 @@ pub(crate) async fn frames(
 ) -> Result<Response> {
     let record = records(&state, &study, Some(&series), Some(&instance)).await?.remove(0);
     let numbers = parse_frame_list(&list, record.frame_count(), &instance)?;
-    let media_type = negotiate_frames(&accept_of(&headers), &record)?;
-    if record.frame_ranges().is_none() {
-        return Err(Error::NotImplemented {
-            reason: format!("the frames of {instance} cannot be located in the stored object (no offsets recorded for its pixel data)"),
-        });
+    let archive = Arc::clone(&state.archive);
+    match negotiate_frames(&accept_of(&headers), &record)? {
+        FrameOutput::Stored(media_type) => {
+            if record.frame_ranges().is_none() {
+                return Err(Error::NotImplemented {
+                    reason: format!("the frames of {instance} cannot be located in the stored object (no offsets recorded for its pixel data)"),
+                });
+            }
+            let syntax = if media_type == "application/octet-stream" { pacs_core::scan::EXPLICIT_VR_LE } else { record.transfer_syntax_uid.as_str() };
+            let content_type = format!("{media_type}; transfer-syntax={syntax}");
+            let parts = numbers.into_iter().map(|n| (content_type.clone(), PartSource::Frame(record.clone(), n))).collect();
+            Ok(multipart_response(archive, media_type, parts))
+        }
+        FrameOutput::Decoded => {
+            let media_type = "application/octet-stream";
+            let content_type = format!("{media_type}; transfer-syntax={}", pacs_core::scan::EXPLICIT_VR_LE);
+            tracing::debug!(sop = %record.sop_instance_uid, ts = %record.transfer_syntax_uid, frames = numbers.len(), "WADO-RS frames decoded");
+            let alone = matches!(record.pixel, PixelLayout::Encapsulated { .. }) && record.frame_ranges().is_some();
+            let parts: Vec<(String, PartSource)> = if alone && let Some((&first, rest)) = numbers.split_first() {
+                // The first frame is decoded before the response starts, so that an object that
+                // cannot be decoded is an error status; the others as the response streams.
+                let of_first = record.clone();
+                let first = blocking(move || Ok(decode_frame(&archive, &of_first, first))).await?.map_err(Error::from)?;
+                let mut parts = vec![(content_type.clone(), PartSource::Bytes(first))];
+                parts.extend(rest.iter().map(|&n| (content_type.clone(), PartSource::DecodedFrame(record.clone(), n))));
+                parts
+            } else {
+                let whole = record.clone();
+                let decoded = blocking(move || Ok(decode_whole(&archive, &whole, &numbers))).await?.map_err(Error::from)?;
+                decoded.into_iter().map(|bytes| (content_type.clone(), PartSource::Bytes(bytes))).collect()
+            };
+            Ok(multipart_response(Arc::clone(&state.archive), media_type, parts))
+        }
     }
-    let syntax = if media_type == "application/octet-stream" { pacs_core::scan::EXPLICIT_VR_LE } else { record.transfer_syntax_uid.as_str() };
-    let content_type = format!("{media_type}; transfer-syntax={syntax}");
-    let parts = numbers.into_iter().map(|n| (content_type.clone(), PartSource::Frame(record.clone(), n))).collect();
-    Ok(multipart_response(Arc::clone(&state.archive), media_type, parts))
 }
 
 fn find_bulk<'a>(data_set: &'a DataSet, path: &BulkPath) -> Option<&'a Value> {

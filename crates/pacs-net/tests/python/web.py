@@ -10,6 +10,7 @@ package driving the server, with pydicom reading the same files as the reference
   web.py frames FILE               the native frames of FILE as hexadecimal SHA-256s
   web.py uids FILE...              the study, series and SOP instance UIDs of each file
   web.py headers URL FILE...       QIDO-RS on attributes outside the index, against pydicom
+  web.py decoded URL FILE...       /frames decoded to native samples, against pydicom's pixel_array
 """
 
 import base64
@@ -23,6 +24,7 @@ import warnings
 
 import numpy
 import pydicom
+import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -512,6 +514,77 @@ def headers(url, files):
     return {"problems": problems, "counts": counts, "includefield all": checked_all}
 
 
+LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91"}
+EXPLICIT = "1.2.840.10008.1.2.1"
+LOSSY_TOLERANCE = 4
+
+
+def decoded(url, files):
+    """/frames of compressed (and big endian) objects asked as application/octet-stream: exactly
+    the frames of the same object converted whole to Explicit VR Little Endian by WADO-RS, and
+    the frames pydicom's pixel_array decodes (exactly for lossless syntaxes; lossy decoders
+    differ a little, libjpeg's and jpeg-decoder's chroma upsampling: within LOSSY_TOLERANCE).
+    Compressed frames asked in their own syntax: the bytes of pydicom's encapsulated frames."""
+    from pydicom.encaps import generate_frames
+
+    c = client(url)
+    problems, checked = [], {"decoded": 0, "as stored": 0, "largest lossy difference": 0}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        name = os.path.basename(f)
+        ts = ds.file_meta.TransferSyntaxUID
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+        numbers = list(range(count, 0, -1)) if count <= 3 else [3, 1, count]
+        uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        got = c.retrieve_instance_frames(*uids, frame_numbers=numbers, media_types=(("application/octet-stream", EXPLICIT),))
+        arr = ds.pixel_array
+        if count == 1:
+            arr = arr[None]
+        whole = c.retrieve_instance(*uids, media_types=(("application/dicom", EXPLICIT),))
+        size = whole.Rows * whole.Columns * whole.SamplesPerPixel * (whole.BitsAllocated // 8)
+        for n, frame in zip(numbers, got):
+            expected = numpy.ascontiguousarray(arr[n - 1]).astype(arr.dtype.newbyteorder("<")).tobytes()
+            if frame != whole.PixelData[(n - 1) * size : n * size]:
+                problems.append(f"{name} frame {n}: differs from the frame of the object converted to Explicit VR Little Endian")
+            if len(frame) != len(expected):
+                problems.append(f"{name} frame {n}: {len(frame)} bytes, pydicom {len(expected)}")
+                continue
+            ours = numpy.frombuffer(frame, dtype=arr.dtype.newbyteorder("<")).astype(numpy.int64)
+            theirs = numpy.frombuffer(expected, dtype=arr.dtype.newbyteorder("<")).astype(numpy.int64)
+            diff = int(numpy.abs(ours - theirs).max()) if len(ours) else 0
+            if ts in LOSSY:
+                checked["largest lossy difference"] = max(checked["largest lossy difference"], diff)
+                if diff > LOSSY_TOLERANCE:
+                    problems.append(f"{name} frame {n}: differs from pydicom's decoding by up to {diff}")
+            elif diff:
+                problems.append(f"{name} frame {n}: differs from pydicom's pixel_array (lossless {ts})")
+            checked["decoded"] += 1
+        if len(got) != len(numbers):
+            problems.append(f"{name}: {len(got)} frames for {numbers}")
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            stored = list(generate_frames(ds.PixelData, number_of_frames=count))
+            try:
+                got = c.retrieve_instance_frames(*uids, frame_numbers=numbers, media_types=((MEDIA_TYPES[ts], ts),))
+            except requests.HTTPError as e:
+                problems.append(f"{name}: frames asked as {e.request.headers.get('Accept')}: {e.response.status_code} {e.response.text}")
+                continue
+            if list(got) != [stored[n - 1] for n in numbers]:
+                problems.append(f"{name}: frames asked in {ts} differ from the stored fragments")
+            checked["as stored"] += len(numbers)
+    return {"problems": problems, "checked": checked}
+
+
+MEDIA_TYPES = {
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+}
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "fixtures":
@@ -528,6 +601,8 @@ def main():
         result = [hashlib.sha256(f).hexdigest() for f in expected_frames(args[0])]
     elif command == "headers":
         result = headers(args[0], args[1:])
+    elif command == "decoded":
+        result = decoded(args[0], args[1:])
     elif command == "uids":
         result = []
         for f in args:
