@@ -649,3 +649,76 @@ fn frames_are_decoded_or_sent_as_stored() {
         }
     }
 }
+
+/// curl against `url` with its exit status: (status, HTTP code, body, stderr).
+fn curl_status(url: &str, args: &[&str], scratch: &Path) -> (i32, u16, Vec<u8>, String) {
+    let body = scratch.join("curl-status.body");
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-o"])
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl ({e})"));
+    let code = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+    let bytes = std::fs::read(&body).unwrap_or_default();
+    let _ = std::fs::remove_file(&body);
+    (output.status.code().unwrap_or(-1), code, bytes, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The body of a multipart response cut by a failed part: fewer than `all` parts, and no closing
+/// boundary (what was gathered before the failure may not have been written at all).
+fn assert_complete_parts_before_a_cut(body: &[u8], all: usize) {
+    let text = String::from_utf8_lossy(body);
+    let delimiters = text.matches("\r\n--pacs-").count() + usize::from(text.starts_with("--pacs-"));
+    assert!(delimiters < all, "{delimiters} delimiters for {all} parts: the failed part was sent");
+    assert!(!text.trim_end().ends_with("--"), "a closing boundary after a failed part");
+}
+
+#[test]
+fn a_part_that_fails_midway_cuts_the_response_visibly() {
+    let web = Web::start(WebConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let listing = python(&["corrupt", dir.path().to_str().unwrap()]);
+    let objects: Vec<(String, String)> =
+        listing.as_array().unwrap().iter().map(|o| (o["path"].as_str().unwrap().to_owned(), o["sop"].as_str().unwrap().to_owned())).collect();
+    for (path, _) in &objects {
+        web.ingest(Path::new(path));
+    }
+    let study = listing[0]["study"].as_str().unwrap().to_owned();
+    let series = listing[0]["series"].as_str().unwrap().to_owned();
+    let explicit = "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1";
+
+    // The whole study in Explicit VR Little Endian: the first object converts before the response
+    // starts (200), the second one fails as it streams. The chunked body is not terminated:
+    // curl exits with 18 (partial transfer), and no closing boundary came.
+    let (exit, code, body, stderr) = curl_status(&format!("{}/studies/{study}", web.url()), &["-H", explicit], web.dir.path());
+    assert_eq!((exit, code), (18, 200), "curl must see the cut: {stderr}");
+    assert_complete_parts_before_a_cut(&body, objects.len());
+
+    // dicomweb-client (requests) raises instead of returning fewer instances.
+    let report = python(&["cut", &web.url(), &study]);
+    let error = report["error"].as_str().unwrap_or_else(|| panic!("dicomweb-client took the cut response as complete: {report}"));
+    assert!(error.starts_with("ChunkedEncodingError"), "{error}");
+
+    // As stored, the same study streams whole, closing boundary included.
+    let reply = web.curl(&format!("/studies/{study}"), &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*"]);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.parts().len(), objects.len());
+
+    // Decoded frames: a first frame that cannot be decoded is an error status with the reason;
+    // a later one cuts the response the same way.
+    let frames = |sop: &str, list: &str| format!("{}/studies/{study}/series/{series}/instances/{sop}/frames/{list}", web.url());
+    let octet = "Accept: multipart/related; type=\"application/octet-stream\"";
+    let (exit, code, body, _) = curl_status(&frames(&objects[1].1, "1"), &["-H", octet], web.dir.path());
+    assert_eq!((exit, code), (0, 500), "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("7 segments"), "{}", String::from_utf8_lossy(&body));
+    let (exit, code, body, stderr) = curl_status(&frames(&objects[2].1, "1,2"), &["-H", octet], web.dir.path());
+    assert_eq!((exit, code), (18, 200), "curl must see the cut: {stderr}");
+    assert_complete_parts_before_a_cut(&body, 2);
+    let (exit, code, _, stderr) = curl_status(&frames(&objects[2].1, "1"), &["-H", octet], web.dir.path());
+    assert_eq!((exit, code), (0, 200), "{stderr}");
+    web.assert_healthy();
+}

@@ -11,6 +11,13 @@
 //! JPEG, JPEG-LS and JPEG 2000 frames as RGB). The first frame is decoded before the response
 //! starts, the others as it streams. Re-encoding frames into another compressed syntax is not
 //! offered (406, saying what is).
+//!
+//! A multipart response whose part fails while it streams (the conversion or the decoding of a
+//! corrupt object, a blob that cannot be read) ends with an error instead of its closing
+//! boundary: the chunked body is not terminated, so that clients report an incomplete response
+//! (curl exits with 18, requests and dicomweb-client raise `ChunkedEncodingError`) rather than
+//! taking fewer parts for the whole. The reason is in the server's log only; what was gathered
+//! just before the failure may not reach the client.
 
 use std::io::{BufReader, Read};
 use std::sync::Arc;

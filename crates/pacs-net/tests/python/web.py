@@ -11,6 +11,8 @@ package driving the server, with pydicom reading the same files as the reference
   web.py uids FILE...              the study, series and SOP instance UIDs of each file
   web.py headers URL FILE...       QIDO-RS on attributes outside the index, against pydicom
   web.py decoded URL FILE...       /frames decoded to native samples, against pydicom's pixel_array
+  web.py corrupt OUT               RLE objects whose pixel data cannot be decoded (one frame of two)
+  web.py cut URL STUDY             a whole-study retrieve converted to Explicit VR Little Endian
 """
 
 import base64
@@ -585,6 +587,45 @@ MEDIA_TYPES = {
 }
 
 
+def corrupt(out):
+    """Three RLE objects of one series: a good one, one whose only fragment cannot be decoded (it
+    claims 7 segments for 1), and a two-frame one whose second frame cannot be decoded."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import RLELossless
+
+    os.makedirs(out, exist_ok=True)
+    study, series = f"{ROOT}.9", f"{ROOT}.9.1"
+    bad = b"\x07\x00\x00\x00" + b"\x00" * 60
+    listing = []
+    for n, frames, broken in [(1, 1, []), (2, 1, [0]), (3, 2, [1])]:
+        pixels = (numpy.arange(frames * 4 * 6, dtype=numpy.uint8).reshape(frames, 4, 6) * (n + 3)).squeeze()
+        path = make(
+            f"{out}/cut_{n}.dcm", ExplicitVRLittleEndian, SC, study, series, f"{series}.{n}", ("PID-CUT", "Cut^Short"),
+            Modality="OT", SeriesNumber=1, InstanceNumber=n, SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2",
+            Rows=4, Columns=6, BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=pixels.tobytes(),
+            **({"NumberOfFrames": frames} if frames > 1 else {}),
+        )
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
+        fragments = list(generate_frames(ds.PixelData, number_of_frames=frames))
+        ds.PixelData = encapsulate([bad if i in broken else f for i, f in enumerate(fragments)])
+        ds.save_as(path, enforce_file_format=True)
+        listing.append({"path": path, "study": study, "series": series, "sop": ds.SOPInstanceUID})
+    return listing
+
+
+def cut(url, study):
+    """What dicomweb-client makes of a whole-study retrieve in Explicit VR Little Endian (without
+    its retries, which would ask four times over half a minute before raising the same)."""
+    c = client(url)
+    c.set_http_retry_params(retry=False)
+    try:
+        got = c.retrieve_study(study, media_types=(("application/dicom", EXPLICIT),))
+        return {"error": None, "instances": len(got)}
+    except Exception as e:  # noqa: BLE001 - the type is the answer
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "fixtures":
@@ -603,6 +644,10 @@ def main():
         result = headers(args[0], args[1:])
     elif command == "decoded":
         result = decoded(args[0], args[1:])
+    elif command == "corrupt":
+        result = corrupt(args[0])
+    elif command == "cut":
+        result = cut(args[0], args[1])
     elif command == "uids":
         result = []
         for f in args:
