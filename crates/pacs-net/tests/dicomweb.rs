@@ -668,12 +668,15 @@ fn curl_status(url: &str, args: &[&str], scratch: &Path) -> (i32, u16, Vec<u8>, 
     (output.status.code().unwrap_or(-1), code, bytes, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
-/// The body of a multipart response cut by a failed part: fewer than `all` parts, and no closing
-/// boundary (what was gathered before the failure may not have been written at all).
-fn assert_complete_parts_before_a_cut(body: &[u8], all: usize) {
+/// What curl got of a multipart response cut by a failed part: an error exit, with the 200
+/// and the parts before the failure (18, partial transfer), or, when the server had not written
+/// them yet as it dropped the connection, nothing (52, empty reply); never a closing boundary
+/// nor the delimiter of the failed part (it fails before its part starts).
+fn assert_cut(exit: i32, code: u16, body: &[u8], stderr: &str, all: usize) {
+    assert!(matches!((exit, code), (18, 200) | (52, 0)), "curl must see the cut: exit {exit}, HTTP {code}: {stderr}");
     let text = String::from_utf8_lossy(body);
     let delimiters = text.matches("\r\n--pacs-").count() + usize::from(text.starts_with("--pacs-"));
-    assert!(delimiters < all, "{delimiters} delimiters for {all} parts: the failed part was sent");
+    assert!(delimiters < all, "{delimiters} delimiters for {all} parts: the failed part was started");
     assert!(!text.trim_end().ends_with("--"), "a closing boundary after a failed part");
 }
 
@@ -692,16 +695,15 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
     let explicit = "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1";
 
     // The whole study in Explicit VR Little Endian: the first object converts before the response
-    // starts (200), the second one fails as it streams. The chunked body is not terminated:
-    // curl exits with 18 (partial transfer), and no closing boundary came.
+    // starts (200), the second one fails as it streams. The chunked body is not terminated, and
+    // curl says so (see assert_cut); no closing boundary came.
     let (exit, code, body, stderr) = curl_status(&format!("{}/studies/{study}", web.url()), &["-H", explicit], web.dir.path());
-    assert_eq!((exit, code), (18, 200), "curl must see the cut: {stderr}");
-    assert_complete_parts_before_a_cut(&body, objects.len());
+    assert_cut(exit, code, &body, &stderr, objects.len());
 
     // dicomweb-client (requests) raises instead of returning fewer instances.
     let report = python(&["cut", &web.url(), &study]);
     let error = report["error"].as_str().unwrap_or_else(|| panic!("dicomweb-client took the cut response as complete: {report}"));
-    assert!(error.starts_with("ChunkedEncodingError"), "{error}");
+    assert!(error.starts_with("ChunkedEncodingError") || error.contains("RemoteDisconnected"), "{error}");
 
     // As stored, the same study streams whole, closing boundary included.
     let reply = web.curl(&format!("/studies/{study}"), &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*"]);
@@ -716,8 +718,7 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
     assert_eq!((exit, code), (0, 500), "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("7 segments"), "{}", String::from_utf8_lossy(&body));
     let (exit, code, body, stderr) = curl_status(&frames(&objects[2].1, "1,2"), &["-H", octet], web.dir.path());
-    assert_eq!((exit, code), (18, 200), "curl must see the cut: {stderr}");
-    assert_complete_parts_before_a_cut(&body, 2);
+    assert_cut(exit, code, &body, &stderr, 2);
     let (exit, code, _, stderr) = curl_status(&frames(&objects[2].1, "1"), &["-H", octet], web.dir.path());
     assert_eq!((exit, code), (0, 200), "{stderr}");
     web.assert_healthy();

@@ -146,7 +146,8 @@ enum PartSource {
     Range(InstanceRecord, u64, u64),
     /// One frame of an instance.
     Frame(InstanceRecord, u32),
-    /// One frame of an instance, decoded to native samples as its part starts.
+    /// One frame of an instance, decoded to native samples before its part starts (so that a
+    /// frame that fails to decode cuts the response between parts).
     DecodedFrame(InstanceRecord, u32),
     /// Bytes already in memory.
     Bytes(Bytes),
@@ -186,6 +187,15 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
                         return;
                     }
                 },
+                PartSource::DecodedFrame(record, n) => match decode_frame(&archive, &record, n) {
+                    Ok(bytes) => PartSource::Bytes(bytes),
+                    Err(e) => {
+                        tracing::error!(error = %corrupt_frame(&record, n, &e), "decoding a frame for a WADO response failed; the response is cut short");
+                        let _ = flush();
+                        let _ = tx.blocking_send(Err(std::io::Error::other(corrupt_frame(&record, n, &e).to_string())));
+                        return;
+                    }
+                },
                 other => other,
             };
             if i > 0 && !send(Bytes::from_static(media::PART_END)) {
@@ -196,9 +206,8 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
             }
             let result: pacs_core::Result<bool> = (|| match source {
                 PartSource::Bytes(b) => Ok(send(b)),
-                PartSource::Transcoded(..) => Ok(true),
                 PartSource::Frame(record, n) => Ok(send(archive.read_frame(&record, n)?)),
-                PartSource::DecodedFrame(record, n) => Ok(send(decode_frame(&archive, &record, n).map_err(|e| corrupt_frame(&record, n, &e))?)),
+                PartSource::Transcoded(..) | PartSource::DecodedFrame(..) => Ok(true),
                 PartSource::Object(record) => {
                     let reader = archive.read(&record)?;
                     copy_chunks(reader, record.size, &send, &record)
