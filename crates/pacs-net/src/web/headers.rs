@@ -197,9 +197,9 @@ pub struct HeaderFields {
 }
 
 impl HeaderFields {
-    /// Whether rows at `level` need a header read for their answer.
-    pub fn needed(&self, level: QueryLevel) -> bool {
-        !self.keys.is_empty() || !self.include.is_empty() || (self.all && level >= QueryLevel::Study)
+    /// Whether the rows of a search need a header read for their answer.
+    pub fn needed(&self) -> bool {
+        !self.keys.is_empty() || !self.include.is_empty() || self.all
     }
 }
 

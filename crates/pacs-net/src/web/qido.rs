@@ -26,7 +26,7 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use pacs_core::{Attribute, MatchOptions, Query, QueryLevel, QueryRow};
 use serde_json::{Map, Value as Json, json};
 
-use super::headers::{self, HeaderFields, HeaderSearch};
+use super::headers::{self, HeaderFields, HeaderSearch, RowWithHeader};
 use super::json::person_name_json;
 use super::media::{accepts_json, parse_accept};
 use super::{AppState, blocking, uid};
@@ -181,6 +181,48 @@ pub fn row_json(search: &Search, row: &QueryRow, from_header: Map<String, Json>,
     Json::Object(out)
 }
 
+/// The rows of a search (at most `returned`, after its offset) with the values read from their
+/// headers, and whether more matched: from the index alone when every key is indexed, else from
+/// the candidates that the indexed keys select, matched on their headers (within
+/// [`WebConfig::max_header_reads`](super::WebConfig::max_header_reads)).
+async fn find(state: &AppState, search: &Search, level: QueryLevel, returned: usize, base_url: &str) -> Result<(Vec<RowWithHeader>, bool)> {
+    let header_search = HeaderSearch {
+        fields: search.headers.clone(),
+        level,
+        options: search.query.options,
+        base_url: base_url.to_owned(),
+        bulk_threshold: state.config.bulk_threshold,
+    };
+    let archive = Arc::clone(&state.archive);
+    if search.headers.keys.is_empty() {
+        let mut probe = search.query.clone();
+        // One more than asked for: whether the answer is cut.
+        probe.limit = Some(returned.saturating_add(1));
+        let read_headers = search.headers.needed();
+        return blocking(move || {
+            let mut rows = archive.query(&probe)?;
+            let truncated = rows.len() > returned;
+            rows.truncate(returned);
+            let values = if read_headers { header_search.fill(&archive, &rows)? } else { vec![Map::new(); rows.len()] };
+            Ok((rows.into_iter().zip(values).collect::<Vec<_>>(), truncated))
+        })
+        .await;
+    }
+    // The candidates that the indexed keys select, counted before any header is read.
+    let cap = state.config.max_header_reads;
+    let mut candidates = search.query.clone();
+    (candidates.offset, candidates.limit) = (0, Some(cap.saturating_add(1)));
+    let rows = blocking(move || archive.query(&candidates)).await?;
+    let instances = headers::candidate_instances(level, &rows);
+    if instances > cap {
+        return Err(headers::too_broad(&search.headers.keys, instances, cap));
+    }
+    tracing::debug!(level = %level, candidates = rows.len(), instances, keys = %headers::key_names(&search.headers.keys), "QIDO-RS on stored headers");
+    let offset = search.query.offset;
+    let archive = Arc::clone(&state.archive);
+    blocking(move || header_search.filter(&archive, rows, offset, returned)).await
+}
+
 async fn search(state: AppState, headers: HeaderMap, level: QueryLevel, fixed: Vec<(Attribute, String)>, params: Params) -> Result<Response> {
     let accept = parse_accept(headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()));
     if !accepts_json(&accept) {
@@ -190,42 +232,7 @@ async fn search(state: AppState, headers: HeaderMap, level: QueryLevel, fixed: V
     let search = parse_search(level, &fixed_refs, &params, state.config.max_results)?;
     let returned = search.query.limit.unwrap_or(state.config.max_results);
     let base_url = state.base_url(&headers);
-    let header_search = HeaderSearch {
-        fields: search.headers.clone(),
-        level,
-        options: search.query.options,
-        base_url: base_url.clone(),
-        bulk_threshold: state.config.bulk_threshold,
-    };
-    let archive = Arc::clone(&state.archive);
-    let (rows, truncated) = if search.headers.keys.is_empty() {
-        let mut probe = search.query.clone();
-        // One more than asked for: whether the answer is cut.
-        probe.limit = Some(returned.saturating_add(1));
-        let read_headers = search.headers.needed(level);
-        blocking(move || {
-            let mut rows = archive.query(&probe)?;
-            let truncated = rows.len() > returned;
-            rows.truncate(returned);
-            let values = if read_headers { header_search.fill(&archive, &rows)? } else { vec![Map::new(); rows.len()] };
-            Ok((rows.into_iter().zip(values).collect::<Vec<_>>(), truncated))
-        })
-        .await?
-    } else {
-        // The candidates that the indexed keys select, counted before any header is read.
-        let cap = state.config.max_header_reads;
-        let mut candidates = search.query.clone();
-        (candidates.offset, candidates.limit) = (0, Some(cap.saturating_add(1)));
-        let rows = blocking(move || archive.query(&candidates)).await?;
-        let instances = headers::candidate_instances(level, &rows);
-        if instances > cap {
-            return Err(headers::too_broad(&search.headers.keys, instances, cap));
-        }
-        tracing::debug!(level = %level, candidates = rows.len(), instances, keys = %headers::key_names(&search.headers.keys), "QIDO-RS on stored headers");
-        let offset = search.query.offset;
-        let archive = Arc::clone(&state.archive);
-        blocking(move || header_search.filter(&archive, rows, offset, returned)).await?
-    };
+    let (rows, truncated) = find(&state, &search, level, returned, &base_url).await?;
     let body: Vec<Json> = rows.into_iter().map(|(row, values)| row_json(&search, &row, values, &base_url)).collect();
     tracing::debug!(level = %level, results = body.len(), truncated, "QIDO-RS");
     let mut response = (
@@ -360,9 +367,9 @@ mod tests {
         assert_eq!(names, ["InstitutionName", "SliceThickness"]);
         assert_eq!(search.query.include, vec![Attribute::StudyDescription]);
         assert_eq!(search.headers.include.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["StationName"]);
-        assert!(search.headers.needed(QueryLevel::Study));
+        assert!(search.headers.needed());
         let plain = parse_search(QueryLevel::Study, &[], &params(&[("PatientName", "Doe*")]), 100).expect("valid");
-        assert!(!plain.headers.needed(QueryLevel::Study));
+        assert!(!plain.headers.needed());
         // Header values complete a row without replacing what the index answered.
         let mut row = QueryRow::new();
         row.insert(Attribute::StudyInstanceUid, "1.2.3".into());
