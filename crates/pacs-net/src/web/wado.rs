@@ -14,8 +14,9 @@
 //!
 //! A multipart response whose part fails while it streams (the conversion or the decoding of a
 //! corrupt object, a blob that cannot be read) ends with an error instead of its closing
-//! boundary: the chunked body is not terminated, so that clients report an incomplete response
-//! (curl exits with 18, requests and dicomweb-client raise `ChunkedEncodingError`) rather than
+//! boundary: the chunked body is not terminated and the connection is dropped, so that clients
+//! report an incomplete response (curl exits with 18, requests and dicomweb-client raise
+//! `ChunkedEncodingError`; 52 and `RemoteDisconnected` when nothing was written yet) rather than
 //! taking fewer parts for the whole. The reason is in the server's log only; what was gathered
 //! just before the failure may not reach the client.
 
