@@ -281,7 +281,7 @@ fn known_length(parts: &[(String, PartSource)], boundary: &str) -> Option<u64> {
             PartSource::Object(record) => record.size,
             PartSource::Range(_, _, length) => *length,
             PartSource::Bytes(bytes) => bytes.len() as u64,
-            PartSource::Frame(..) | PartSource::Transcoded(..) => return None,
+            PartSource::Frame(..) | PartSource::DecodedFrame(..) | PartSource::Transcoded(..) => return None,
         };
         let separator = if i > 0 { media::PART_END.len() as u64 } else { 0 };
         total += separator + media::part_header(boundary, content_type, &[]).len() as u64 + content;
