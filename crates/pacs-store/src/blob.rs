@@ -262,6 +262,35 @@ struct LocalWriter {
     target: PathBuf,
     /// Whether the staged file became the object.
     renamed: bool,
+    /// Bytes written.
+    written: u64,
+}
+
+/// Objects from this size on start being written back to the disk as soon as they are finished,
+/// on a thread of their own, so that the flush of their commit finds less left to wait for (the
+/// commit's `sync` still makes them durable). Small objects are left to that flush: one flush
+/// per small file would cost more than it saves.
+const EARLY_WRITEBACK_FROM: u64 = 256 * 1024;
+/// At most this many early write-backs run at once; beyond, objects wait for their commit.
+const EARLY_WRITEBACKS: usize = 4;
+static EARLY_WRITEBACKS_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Starts writing `file` back to the disk in the background, if it is large and few are running.
+fn early_writeback(file: std::fs::File, written: u64) {
+    use std::sync::atomic::Ordering;
+    if written < EARLY_WRITEBACK_FROM
+        || EARLY_WRITEBACKS_RUNNING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < EARLY_WRITEBACKS).then_some(n + 1)).is_err()
+    {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("blob-writeback".into()).spawn(move || {
+        // Only a head start: an error here is the commit's flush's to report.
+        let _ = file.sync_data();
+        EARLY_WRITEBACKS_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    });
+    if spawned.is_err() {
+        EARLY_WRITEBACKS_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LocalWriter {
@@ -283,7 +312,7 @@ impl LocalWriter {
             other => other,
         }
         .map_err(|source| Error::Io { action: "creating blob", target: staging.display().to_string(), source })?;
-        Ok(LocalWriter { file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)), staging, target, renamed: false })
+        Ok(LocalWriter { file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)), staging, target, renamed: false, written: 0 })
     }
 
     fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -295,12 +324,15 @@ impl BlobWrite for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> Result<()> {
         use std::io::Write;
         let Some(file) = self.file.as_mut() else { return Err(Error::Corrupt { what: "write after finish".into() }) };
-        file.write_all(buf).map_err(|source| Error::Io { action: "writing blob", target: self.staging.display().to_string(), source })
+        file.write_all(buf).map_err(|source| Error::Io { action: "writing blob", target: self.staging.display().to_string(), source })?;
+        self.written += buf.len() as u64;
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         let file = self.file.take().ok_or_else(|| Error::Corrupt { what: "blob finished twice".into() })?;
-        file.into_inner().map_err(|e| e.into_error()).map_err(self.io("writing blob"))?;
+        let file = file.into_inner().map_err(|e| e.into_error()).map_err(self.io("writing blob"))?;
+        early_writeback(file, self.written);
         std::fs::rename(&self.staging, &self.target).map_err(self.io("renaming blob"))?;
         self.renamed = true;
         Ok(())
