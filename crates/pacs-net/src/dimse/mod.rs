@@ -35,9 +35,50 @@ pub(crate) fn data_pdus(context: u8, data: &[u8], fragment: usize) -> impl Itera
     })
 }
 
+/// Appends to `out` the encoding of `data` as P-DATA-TF PDUs of one fragment each, at most
+/// `fragment` bytes, PDVs of a command set or of a data set; the last fragment is marked last
+/// when `last` (a data set may continue in later calls). Encoding several PDUs into one buffer
+/// lets them go out in one system call; PS3.8 9.3.5 and E.2 give the layout.
+pub(crate) fn encode_pdus(out: &mut Vec<u8>, context: u8, command: bool, data: &[u8], fragment: usize, last: bool) {
+    let count = data.len().div_ceil(fragment).max(1);
+    let mut pieces = data.chunks(fragment);
+    for i in 0..count {
+        let piece = pieces.next().unwrap_or(&[]);
+        let item_length = 2 + piece.len() as u32;
+        out.reserve(12 + piece.len());
+        out.extend_from_slice(&[0x04, 0x00]);
+        out.extend_from_slice(&(4 + item_length).to_be_bytes());
+        out.extend_from_slice(&item_length.to_be_bytes());
+        out.push(context);
+        out.push(u8::from(command) | if last && i + 1 == count { 0x02 } else { 0x00 });
+        out.extend_from_slice(piece);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_pdus_are_what_dicom_ul_reads() {
+        let data: Vec<u8> = (0..2500u32).map(|i| (i * 7) as u8).collect();
+        let mut out = Vec::new();
+        encode_pdus(&mut out, 5, false, &data, 1024, true);
+        encode_pdus(&mut out, 5, true, b"cmd", 1024, true);
+        let mut buf: &[u8] = &out;
+        let mut values = Vec::new();
+        while !buf.is_empty() {
+            match dicom_ul::pdu::read_pdu(&mut buf, 1 << 20, true).expect("a PDU") {
+                Some(Pdu::PData { data }) => values.extend(data),
+                other => panic!("{other:?}"),
+            }
+        }
+        let summary: Vec<(u8, bool, bool, usize)> =
+            values.iter().map(|v| (v.presentation_context_id, v.value_type == PDataValueType::Command, v.is_last, v.data.len())).collect();
+        assert_eq!(summary, [(5, false, false, 1024), (5, false, false, 1024), (5, false, true, 452), (5, true, true, 3)]);
+        let joined: Vec<u8> = values[..3].iter().flat_map(|v| v.data.clone()).collect();
+        assert_eq!(joined, data);
+    }
 
     #[test]
     fn data_is_cut_into_fragments_the_last_one_marked() {

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use dicom_ul::ClientAssociationOptions;
 use dicom_ul::association::AsyncAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextNegotiated, PresentationContextResultReason};
+use dicom_ul::pdu::{PDataValueType, Pdu, PresentationContextNegotiated, PresentationContextResultReason};
 use pacs_core::scan::data_set_offset;
 use pacs_core::{InstanceRecord, Query, QueryLevel, Scope, Uid};
 use pacs_store::Archive;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -343,18 +344,20 @@ where
             }
         }
     };
-    let command = PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: request.encode() };
-    AsyncAssociation::send(ul, &Pdu::PData { data: vec![command] }).await.map_err(ul_error)?;
+    // The PDUs of each block (the command's with the first) are encoded into one buffer and
+    // written at once, at a PDU boundary: one system call per block rather than per PDU.
+    let mut out = Vec::with_capacity(READ_BLOCK + READ_BLOCK / chunk.max(1) * 12 + 256);
+    super::encode_pdus(&mut out, context, true, &request.encode(), chunk, true);
     let mut next = data.recv().await;
+    if next.is_none() {
+        AsyncAssociation::inner_stream(ul).write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {peer}"), source })?;
+    }
     while let Some(block) = next {
         let block = block.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
         next = data.recv().await;
-        let pieces = block.len().div_ceil(chunk).max(1);
-        for (i, piece) in block.chunks(chunk).enumerate() {
-            let is_last = next.is_none() && i + 1 == pieces;
-            let value = PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last, data: piece.to_vec() };
-            AsyncAssociation::send(ul, &Pdu::PData { data: vec![value] }).await.map_err(ul_error)?;
-        }
+        super::encode_pdus(&mut out, context, false, &block, chunk, next.is_none());
+        AsyncAssociation::inner_stream(ul).write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {peer}"), source })?;
+        out.clear();
     }
     let mut bytes = Vec::new();
     loop {

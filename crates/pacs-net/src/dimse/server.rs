@@ -446,9 +446,8 @@ impl Association {
                     tracing::info!(peer = %self.peer, level = %request.query.level, sent, "C-FIND cancelled by the peer");
                     return self.respond(ul, context, &Command::c_find_rsp(message_id, &sop_class, status::CANCEL, false)).await;
                 }
-                self.respond(ul, context, &pending).await?;
                 let data = find::encode_response(request.query.level, &request.keys, row, &transfer_syntax);
-                self.send_data(ul, context, data).await?;
+                self.respond_with_data(ul, context, &pending, &data).await?;
                 sent += 1;
             }
             if rows.len() < PAGE {
@@ -650,6 +649,17 @@ impl Association {
             ul.send(&pdu).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })?;
         }
         Ok(())
+    }
+
+    /// Sends a response and its data set in one write (both as P-DATA PDUs that fit the peer's
+    /// maximum PDU length): one packet for a C-FIND match rather than two.
+    async fn respond_with_data(&self, ul: &mut Ul, context: u8, response: &Command, data: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let fragment = super::fragment_size(dicom_ul::association::Association::requestor_max_pdu_length(ul));
+        let mut out = Vec::with_capacity(data.len() + 512);
+        super::encode_pdus(&mut out, context, true, &response.encode(), fragment, true);
+        super::encode_pdus(&mut out, context, false, data, fragment, true);
+        ul.inner_stream().write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {}", self.peer), source })
     }
 
     async fn respond(&self, ul: &mut Ul, context: u8, response: &Command) -> Result<()> {
