@@ -2,7 +2,7 @@
 # Runs the whole test suite: the one command for CI and for people.
 #
 # On a fresh Debian or Ubuntu machine (as root, or as a user with sudo) it first installs what the
-# tests need and is missing: DCMTK, curl, CMake, Python 3 with pip, and the Python packages pydicom and
+# tests need and is missing: DCMTK, curl, CMake, NASM, Python 3 with pip, and the Python packages pydicom and
 # numpy with pylibjpeg (the independent reference of the integration tests), pynetdicom (a DICOM peer) and
 # dicomweb-client (the DICOMweb client the tests drive the server with). Then it runs
 #   cargo test --workspace --all-targets
@@ -40,11 +40,13 @@ if ! python_ready && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(pip)
 fi
 command -v cc >/dev/null 2>&1 || missing+=(cc)
-# CharLS (JPEG-LS) is built from source with CMake.
+# CharLS (JPEG-LS) and libjpeg-turbo are built from source with CMake; NASM assembles
+# libjpeg-turbo's SIMD code (without it the build still works, slower).
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "missing: ${missing[*]}; installing with apt-get"
-    packages=(dcmtk curl python3 python3-pip cmake)
+    packages=(dcmtk curl python3 python3-pip cmake nasm)
     command -v cc >/dev/null 2>&1 || packages+=(build-essential)
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"

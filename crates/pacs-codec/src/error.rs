@@ -41,6 +41,17 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// One of our own codecs could not encode or decode one frame (corrupt or truncated
+    /// compressed data, a stream that contradicts the image pixel attributes, samples the codec
+    /// cannot hold). Conversions and renderings report it as [`Error::PixelData`], with the object
+    /// it came from.
+    #[error("{codec}: {reason}")]
+    Codec {
+        /// The codec: `JPEG`, `JPEG-LS`, `JPEG 2000`, `RLE`.
+        codec: &'static str,
+        /// What failed.
+        reason: String,
+    },
     /// Writing the transcoded object failed.
     #[error("writing the transcoded object: {source}")]
     Write {

@@ -40,3 +40,37 @@ impl<'a> Frame<'a> {
         }
     }
 }
+
+/// What the image pixel module says of the frames of an object: what our decoders check a
+/// compressed stream against and produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PixelModule {
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub columns: u32,
+    /// Samples per Pixel.
+    pub samples_per_pixel: u32,
+    /// Bits Allocated.
+    pub bits_allocated: u32,
+    /// Bits Stored.
+    pub bits_stored: u32,
+    /// Pixel Representation 1: two's complement samples.
+    pub signed: bool,
+    /// Photometric Interpretation, e.g. `MONOCHROME2`, `YBR_FULL_422`.
+    pub photometric: String,
+}
+
+impl PixelModule {
+    /// The size of one decoded frame: every sample of every pixel (a YBR_FULL_422 frame decodes
+    /// to three full samples per pixel), pixel-interleaved, Bits Allocated / 8 bytes each.
+    pub(crate) fn frame_len(&self) -> usize {
+        self.rows as usize * self.columns as usize * self.samples_per_pixel as usize * (self.bits_allocated as usize / 8)
+    }
+
+    /// The number of pixels of one frame.
+    #[cfg_attr(not(feature = "codecs"), allow(dead_code))]
+    pub(crate) fn pixels(&self) -> usize {
+        self.rows as usize * self.columns as usize
+    }
+}

@@ -3,14 +3,16 @@
 //! [`transcode`] reads a Part 10 object, decodes its pixel data when the syntaxes differ in
 //! encapsulation, re-encodes it and writes the object with its File Meta Information updated.
 //! [`can_transcode`] answers before any byte is read, so that DIMSE egress can choose a
-//! presentation context. The codecs are those of dicom-rs (`dicom-pixeldata` and its transfer
-//! syntax registry) plus our own encoders: RLE Lossless (any bits per sample), JPEG Lossless
-//! (Process 14, first-order prediction, pure Rust), JPEG 2000 (one J2K codestream per frame
-//! through OpenJPEG: reversible 5/3 wavelet for lossless, irreversible 9/7 for lossy) and colour
-//! JPEG-LS (CharLS, sample-interleaved). JPEG-LS (CharLS) and JPEG 2000
-//! (OpenJPEG) are native libraries, compiled in with the `codecs` feature (on by default).
-//! Without it only the uncompressed syntaxes and RLE Lossless (our own decoder and encoder) are
-//! read and written, and JPEG Lossless (our own encoder) written.
+//! presentation context. The codecs are our own where we have them, those of dicom-rs
+//! (`dicom-pixeldata` and its transfer syntax registry) otherwise. Ours decode frame by frame,
+//! the frames of a multi-frame object on every core: RLE Lossless (any bits per sample, both
+//! ways), JPEG through libjpeg-turbo (Baseline and Extended, 8 and 12 bits, both ways; Lossless
+//! read), JPEG Lossless written by a pure-Rust encoder (Process 14, first-order prediction),
+//! JPEG 2000 written through OpenJPEG (one J2K codestream per frame: reversible 5/3 wavelet for
+//! lossless, irreversible 9/7 for lossy) and colour JPEG-LS written through CharLS
+//! (sample-interleaved). libjpeg-turbo, CharLS and OpenJPEG are native libraries, compiled in
+//! with the `codecs` feature (on by default). Without it only the uncompressed syntaxes and RLE
+//! Lossless are read and written, and JPEG Lossless (our own encoder) written.
 //!
 //! | syntax | read | written |
 //! |---|---|---|
@@ -18,16 +20,19 @@
 //! | Explicit VR Big Endian (retired) | ✓ | ✗ |
 //! | Deflated Explicit VR Little Endian | `codecs` | `codecs` |
 //! | RLE Lossless | ✓ (ours) | ✓ (ours) |
-//! | JPEG Baseline | `codecs` | `codecs` (8-bit) |
-//! | JPEG Extended | `codecs` | ✗ |
-//! | JPEG Lossless (P14, SV1) | `codecs` | ✓ (ours; selection value 1, 8 and 16 bits allocated) |
+//! | JPEG Baseline | `codecs` (ours) | `codecs` (ours; 8 bits allocated) |
+//! | JPEG Extended | `codecs` (ours; 8 and 12 bits) | `codecs` (ours; 8 and 12 bits) |
+//! | JPEG Lossless (P14, SV1) | `codecs` (ours; 2 to 16 bits) | ✓ (ours; selection value 1, 8 and 16 bits allocated) |
 //! | JPEG-LS lossless, near-lossless | `codecs` | `codecs` (colour: ours, 8 and 16 bits) |
 //! | JPEG 2000 lossless, lossy | `codecs` | `codecs` (ours; 8 and 16 bits allocated) |
 
+mod decode;
 pub mod error;
 mod frame;
 #[cfg(feature = "codecs")]
 mod j2k;
+#[cfg(feature = "codecs")]
+mod jpeg;
 mod jpeg_lossless;
 #[cfg(feature = "codecs")]
 mod jpegls;

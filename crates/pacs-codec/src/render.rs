@@ -2,8 +2,9 @@
 //! `/thumbnail`, WADO-URI and `pacs render` show.
 //!
 //! The frame is decoded from any transfer syntax this build reads ([`crate::can_read`]): native
-//! pixel data as it is, RLE Lossless by our own decoder (any bits per sample), the other
-//! compressed syntaxes by dicom-pixeldata. Then, as PS3.3 C.11 and PS3.4 N.2 order it:
+//! pixel data as it is, RLE Lossless, JPEG, JPEG-LS and JPEG 2000 by our own decoders (only that
+//! frame's fragments), what they do not cover by dicom-pixeldata. Then, as PS3.3 C.11 and PS3.4
+//! N.2 order it:
 //!
 //! 1. grayscale (MONOCHROME1, MONOCHROME2; 8, 16 or 32 bits allocated, signed or not): the
 //!    Modality LUT as Rescale Slope and Intercept, the linear VOI window (the one asked for, else
@@ -40,9 +41,9 @@ use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::decode;
 use crate::error::{Error, Result};
-use crate::rle::{self, FrameLayout};
-use crate::syntax::{self, RLE_LOSSLESS};
+use crate::syntax;
 
 /// What [`Error::Unsupported`] names as the target of a rendering.
 const RENDERED: &str = "a rendered image";
@@ -181,8 +182,9 @@ pub fn frame_count(object: &DefaultDicomObject) -> u32 {
 /// Decodes frame `frame` (from 1) of `object`: its description, and its native samples (little
 /// endian unless [`FrameDescription::big_endian`]).
 ///
-/// Compressed pixel data comes back as the decoder leaves it: JPEG, JPEG-LS and JPEG 2000
-/// colour frames as RGB, pixel-interleaved.
+/// Compressed pixel data comes back pixel-interleaved, with the description's Photometric
+/// Interpretation saying what the decoder left: lossy JPEG colour frames and JPEG 2000 YBR_RCT
+/// and YBR_ICT frames as RGB, the others as they were coded.
 pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDescription, Vec<u8>)> {
     let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
     let count = frame_count(object);
@@ -195,24 +197,23 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
     if !syntax::can_read(&ts) {
         return Err(Error::Unsupported { from: ts, to: RENDERED.into(), reason: "the transfer syntax cannot be decoded by this build".into() });
     }
-    let mut description = describe(object)?;
+    let mut description = describe(object, frame)?;
     let pixel_error = |reason: String| Error::PixelData { sop_instance_uid: sop_instance_uid(object), from: ts.clone(), to: RENDERED.into(), reason };
-    if ts == RLE_LOSSLESS {
-        let bits = description.bits_allocated;
-        if bits == 0 || !bits.is_multiple_of(8) {
-            return Err(pixel_error(format!("RLE Lossless with Bits Allocated {bits}")));
-        }
-        let layout = FrameLayout {
-            rows: description.rows as usize,
-            columns: description.columns as usize,
-            samples_per_pixel: usize::from(description.samples),
-            bytes_per_sample: usize::from(bits / 8),
-            planar: false,
-        };
+    if let Some(plan) = decode::plan(object, &ts) {
+        // Our own decoders: this frame's fragments only.
         let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or_else(|| pixel_error("Pixel Data is not encapsulated".into()))?;
-        let fragment = fragments.get(frame as usize - 1).ok_or_else(|| pixel_error(format!("{} fragments for {count} frames", fragments.len())))?;
-        let data = rle::decode_frame(fragment, layout).map_err(|e| pixel_error(format!("frame {frame}: {e}")))?;
+        let range = plan.frames.get(frame as usize - 1).cloned().ok_or_else(|| pixel_error(format!("no fragments for frame {frame}")))?;
+        let mut data = Vec::new();
+        let len = plan.pixel.frame_len();
+        data.try_reserve_exact(len).map_err(|_| pixel_error(format!("a frame of {len} bytes cannot be allocated")))?;
+        data.resize(len, 0);
+        let photometric =
+            plan.decoder.decode(&decode::frame_data(fragments, range), &plan.pixel, &mut data).map_err(|e| pixel_error(format!("frame {frame}: {e}")))?;
+        if let Some(photometric) = photometric {
+            description.photometric = photometric.to_owned();
+        }
         description.planar = false;
+        description.big_endian = false;
         return Ok((description, data));
     }
     let encapsulated = TransferSyntaxRegistry.get(&ts).is_some_and(|t| t.is_encapsulated_pixel_data());
@@ -233,6 +234,7 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
         }
         return Ok((description, data));
     }
+    // What our decoders do not cover, dicom-rs decodes.
     let decoded = catch_unwind(AssertUnwindSafe(|| object.decode_pixel_data_frame(frame - 1).map(|d| d.to_owned())))
         .map_err(|_| pixel_error("the codec panicked (corrupt pixel data?)".into()))?
         .map_err(|e| pixel_error(e.to_string()))?;
@@ -294,7 +296,7 @@ pub fn decode_encoded_frame(header: &mut dyn Read, encoded: Vec<u8>) -> Result<V
             .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
             .map_err(|e| Error::Invalid { reason: e.to_string() })?;
     let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
-    if !TransferSyntaxRegistry.get(&ts).is_some_and(|t| t.is_encapsulated_pixel_data()) && ts != RLE_LOSSLESS {
+    if !TransferSyntaxRegistry.get(&ts).is_some_and(|t| t.is_encapsulated_pixel_data()) && ts != crate::syntax::RLE_LOSSLESS {
         return Err(Error::Invalid { reason: format!("{} is not encapsulated ({ts}): its frames are not decoded alone", sop_instance_uid(&object)) });
     }
     object.put(DataElement::new_with_len(tags::PIXEL_DATA, VR::OB, Length::UNDEFINED, PixelFragmentSequence::new(Vec::<u32>::new(), vec![encoded])));
@@ -302,15 +304,18 @@ pub fn decode_encoded_frame(header: &mut dyn Read, encoded: Vec<u8>) -> Result<V
     decode_frame(&object, 1).map(|(_, samples)| samples)
 }
 
-/// The attributes of `object` that rendering needs.
-fn describe(object: &DefaultDicomObject) -> Result<FrameDescription> {
+/// The attributes of `object` that rendering frame `frame` (from 1) needs: rescale and window
+/// from the top level, else from the frame's Per-frame Functional Groups, else from the Shared
+/// Functional Groups (enhanced multi-frame objects).
+fn describe(object: &DefaultDicomObject, frame: u32) -> Result<FrameDescription> {
     let missing = |name: &str| Error::Invalid { reason: format!("{} has no {name}: nothing to render", sop_instance_uid(object)) };
     let rows = int(object, tags::ROWS).ok_or_else(|| missing("Rows"))?;
     let columns = int(object, tags::COLUMNS).ok_or_else(|| missing("Columns"))?;
     let bits_allocated = int(object, tags::BITS_ALLOCATED).ok_or_else(|| missing("Bits Allocated"))? as u16;
     let bits_stored = int(object, tags::BITS_STORED).map_or(bits_allocated, |b| b as u16).clamp(1, bits_allocated.max(1));
     let photometric = text(object, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
-    let window = match (decimal(object, tags::WINDOW_CENTER), decimal(object, tags::WINDOW_WIDTH)) {
+    let value = |sequence: Tag, tag: Tag| decimal(object, tag).or_else(|| functional_group_value(object, frame, sequence, tag));
+    let window = match (value(tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_CENTER), value(tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_WIDTH)) {
         (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
         _ => None,
     };
@@ -324,8 +329,8 @@ fn describe(object: &DefaultDicomObject) -> Result<FrameDescription> {
         samples: int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
         planar: int(object, tags::PLANAR_CONFIGURATION) == Some(1),
         photometric,
-        slope: decimal(object, tags::RESCALE_SLOPE).unwrap_or(1.0),
-        intercept: decimal(object, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+        slope: value(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::RESCALE_SLOPE).unwrap_or(1.0),
+        intercept: value(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
         window,
         big_endian: false,
         palette,
@@ -583,6 +588,17 @@ fn int(object: &DefaultDicomObject, tag: Tag) -> Option<u32> {
 
 fn decimal(object: &DefaultDicomObject, tag: Tag) -> Option<f64> {
     object.get(tag).and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied()).filter(|v| v.is_finite())
+}
+
+/// The first value of `tag` in the first item of `sequence` in the Per-frame Functional Groups
+/// item of `frame` (from 1), else in the Shared Functional Groups item.
+fn functional_group_value(object: &DefaultDicomObject, frame: u32, sequence: Tag, tag: Tag) -> Option<f64> {
+    let in_group = |group: &dicom_object::InMemDicomObject| {
+        group.get(sequence)?.items()?.first()?.get(tag)?.to_multi_float64().ok()?.first().copied().filter(|v| v.is_finite())
+    };
+    let per_frame = object.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()).and_then(|items| items.get(frame as usize - 1));
+    let shared = object.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()).and_then(|items| items.first());
+    per_frame.and_then(in_group).or_else(|| shared.and_then(in_group))
 }
 
 fn text(object: &DefaultDicomObject, tag: Tag) -> Option<String> {

@@ -65,8 +65,9 @@ pub fn can_write(uid: &str) -> bool {
     if uid == RLE_LOSSLESS || uid == JPEG_LOSSLESS || uid == JPEG_LOSSLESS_SV1 {
         return true;
     }
-    // Our own encoder (`j2k.rs`), on the OpenJPEG of the codecs.
-    if cfg!(feature = "codecs") && (uid == JPEG_2000_LOSSLESS || uid == JPEG_2000) {
+    // Our own encoders on the codecs' native libraries: OpenJPEG (`j2k.rs`), libjpeg-turbo
+    // (`jpeg.rs`).
+    if cfg!(feature = "codecs") && (uid == JPEG_2000_LOSSLESS || uid == JPEG_2000 || uid == JPEG_BASELINE || uid == JPEG_EXTENDED) {
         return true;
     }
     if uid == EXPLICIT_VR_BIG_ENDIAN {
@@ -133,6 +134,7 @@ mod tests {
             DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
             RLE_LOSSLESS,
             JPEG_BASELINE,
+            JPEG_EXTENDED,
             JPEG_LOSSLESS,
             JPEG_LOSSLESS_SV1,
             JPEG_LS_LOSSLESS,
@@ -142,8 +144,10 @@ mod tests {
         ] {
             assert!(can_write(uid), "write {uid}");
         }
-        // FIXME: JPEG Extended has no encoder yet.
-        assert!(!can_write(JPEG_EXTENDED), "write {JPEG_EXTENDED}");
+        // Retired JPEG processes and JPEG-XL are not written.
+        for uid in ["1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.110"] {
+            assert!(!can_write(uid), "write {uid}");
+        }
     }
 
     #[cfg(not(feature = "codecs"))]

@@ -13,6 +13,7 @@ use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::decode;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::rle::{self, FrameLayout};
@@ -152,10 +153,9 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
         o
     };
     let result = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {
-        if from == RLE_LOSSLESS && has_pixels {
-            decode_rle(&mut object)?;
-            let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
-            object.update_meta(|meta| meta.set_transfer_syntax(explicit));
+        // Our decoders first; dicom-rs decodes what they do not cover.
+        if has_pixels && let Some(plan) = decode::plan(&object, &from) {
+            decode_to_native(&mut object, &plan)?;
         }
         if let Some(encoder) = own {
             let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
@@ -224,37 +224,36 @@ fn frame_layout(object: &DefaultDicomObject) -> std::result::Result<FrameLayout,
     Ok(FrameLayout { rows, columns, samples_per_pixel, bytes_per_sample: bits_allocated / 8, planar })
 }
 
-/// Replaces RLE Lossless Pixel Data by native pixel data (samples interleaved), any number of
-/// bytes per sample: dicom-rs stops at 16 bits.
-fn decode_rle(object: &mut DefaultDicomObject) -> std::result::Result<(), String> {
-    let layout = FrameLayout { planar: false, ..frame_layout(object)? };
-    let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
-    let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or("RLE Lossless Pixel Data is not encapsulated")?;
-    if fragments.len() != frames {
-        return Err(format!("{} RLE fragments for {frames} frames", fragments.len()));
-    }
-    // Frames are independent: a multi-frame object is decoded on every core.
-    let decoded: Vec<Vec<u8>> = {
-        use rayon::prelude::*;
-        fragments
-            .par_iter()
-            .enumerate()
-            .map(|(i, fragment)| rle::decode_frame(fragment, layout).map_err(|e| format!("frame {}: {e}", i + 1)))
-            .collect::<std::result::Result<_, _>>()?
-    };
-    let mut native = Vec::with_capacity(layout.frame_len() * frames);
-    for frame in decoded {
-        native.extend(frame);
-    }
+/// Replaces encapsulated Pixel Data by native pixel data (Explicit VR Little Endian, samples
+/// interleaved) decoded by our own decoders, every frame in parallel; the Photometric
+/// Interpretation follows what the decoder gives (colour lossy JPEG: RGB).
+fn decode_to_native(object: &mut DefaultDicomObject, plan: &decode::Plan) -> std::result::Result<(), String> {
+    let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or("Pixel Data is not encapsulated")?;
+    let decoded = decode::decode_frames(plan, fragments).map_err(|e| e.to_string())?;
+    let mut native = decoded.native;
     if !native.len().is_multiple_of(2) {
         native.push(0);
     }
-    let vr = if layout.bytes_per_sample == 1 { VR::OB } else { VR::OW };
+    let vr = if plan.pixel.bits_allocated == 8 { VR::OB } else { VR::OW };
     object.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::from(native)));
-    if layout.samples_per_pixel > 1 {
+    if plan.pixel.samples_per_pixel > 1 {
         object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
     }
+    if let Some(photometric) = decoded.photometric {
+        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric));
+    }
+    remove_encapsulation_attributes(object);
+    let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
+    object.update_meta(|meta| meta.set_transfer_syntax(explicit));
     Ok(())
+}
+
+/// Removes what describes fragments that are gone: the Extended Offset Table, its lengths and
+/// the Encapsulated Pixel Data Value Total Length.
+fn remove_encapsulation_attributes(object: &mut DefaultDicomObject) {
+    for tag in [tags::EXTENDED_OFFSET_TABLE, tags::EXTENDED_OFFSET_TABLE_LENGTHS, tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH] {
+        object.remove_element(tag);
+    }
 }
 
 /// One of our own encoders, chosen for a target syntax (the others are dicom-rs's).
@@ -275,7 +274,17 @@ enum OwnEncoder {
     /// JPEG 2000 (`j2k.rs`).
     #[cfg(feature = "codecs")]
     J2k(crate::j2k::Mode),
+    /// Lossy JPEG of this quality, 8 bits (Baseline) or 12 (Extended) (`jpeg.rs`).
+    #[cfg(feature = "codecs")]
+    Jpeg {
+        /// 1 to 100.
+        quality: u8,
+    },
 }
+
+/// The quality of lossy JPEG when none is asked for.
+#[cfg(feature = "codecs")]
+const JPEG_QUALITY: u8 = 85;
 
 /// Whether one of our encoders writes `target_ts` for pixel data of `samples_per_pixel` samples.
 fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> Option<OwnEncoder> {
@@ -294,6 +303,8 @@ fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> 
         syntax::JPEG_2000 if quality == Some(100) => Some(OwnEncoder::J2k(crate::j2k::Mode::Lossless)),
         #[cfg(feature = "codecs")]
         syntax::JPEG_2000 => Some(OwnEncoder::J2k(crate::j2k::Mode::Lossy { ratio: crate::j2k::ratio_for_quality(quality) })),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_BASELINE | syntax::JPEG_EXTENDED => Some(OwnEncoder::Jpeg { quality: quality.unwrap_or(JPEG_QUALITY).clamp(1, 100) }),
         _ => None,
     }
 }
@@ -316,6 +327,11 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
         (int(object, tags::BITS_STORED).unwrap_or(layout.bytes_per_sample as u32 * 8), int(object, tags::PIXEL_REPRESENTATION) == Some(1));
     #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
     let mut lossy_method = None;
+    // What the encoding changes in the image pixel module: Photometric Interpretation, Bits Stored.
+    #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
+    let mut photometric_out: Option<&str> = None;
+    #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
+    let mut bits_stored_out: Option<u32> = None;
     let encode: FrameEncoder = match encoder {
         OwnEncoder::Rle => {
             if photometric.starts_with("YBR") && photometric != "YBR_FULL" {
@@ -354,6 +370,22 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             }
             Box::new(move |samples| crate::j2k::encode_frame(&Frame::new(samples, layout, bits_stored, signed), mode))
         }
+        #[cfg(feature = "codecs")]
+        OwnEncoder::Jpeg { quality } => {
+            if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2" | "RGB" | "YBR_FULL") {
+                return Err(format!("lossy JPEG encoding of {photometric} pixel data"));
+            }
+            let precision = crate::jpeg::lossy_precision(layout.bytes_per_sample as u32 * 8).map_err(|e| e.to_string())?;
+            lossy_method = Some("ISO_10918_1");
+            bits_stored_out = Some(precision);
+            if layout.samples_per_pixel > 1 {
+                photometric_out = Some(crate::jpeg::COLOUR_PHOTOMETRIC);
+            }
+            let photometric = photometric.clone();
+            Box::new(move |samples| {
+                crate::jpeg::encode_frame(&Frame::new(samples, layout, bits_stored, signed), &photometric, quality).map_err(|e| e.to_string())
+            })
+        }
     };
     // Frames are independent: a multi-frame object is encoded on every core.
     let encoded: Vec<Vec<u8>> = {
@@ -378,9 +410,17 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
     if frames == 1 {
         offsets.clear();
     }
+    remove_encapsulation_attributes(object);
     object.put(DataElement::new_with_len(tags::PIXEL_DATA, VR::OB, Length::UNDEFINED, PixelFragmentSequence::new(offsets, fragments)));
     if layout.samples_per_pixel > 1 {
         object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    if let Some(photometric) = photometric_out {
+        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric));
+    }
+    if let Some(bits) = bits_stored_out {
+        object.put(DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits as u16)));
+        object.put(DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits as u16 - 1)));
     }
     if let Some(method) = lossy_method {
         // PS3.3 C.7.6.1.1.5: the ratio and method of each lossy step, appended to earlier ones.

@@ -1,0 +1,307 @@
+//! Our decoding of encapsulated pixel data, frame by frame, shared by transcoding and rendering.
+//!
+//! Each frame's compressed bytes (one fragment, or several) go to one of our decoders: RLE
+//! Lossless (`rle.rs`, any whole number of bytes per sample) and, with the `codecs` feature, the
+//! JPEG processes DICOM uses (`jpeg.rs`, libjpeg-turbo: Baseline, Extended 8 and 12 bits,
+//! Lossless). Every
+//! decoder gives the native frame: little endian, samples interleaved, Bits Allocated wide. The
+//! frames of a multi-frame object are independent, so [`decode_frames`] decodes them on every
+//! core.
+//!
+//! A frame's fragments are found (PS3.5 A.4) as one fragment per frame when there are as many
+//! fragments as frames, all fragments for a single frame, else through the Basic Offset Table
+//! or the Extended Offset Table, else (JPEG) by the markers: a frame starts with a fragment that
+//! begins with SOI, after a fragment that ends with EOI. What [`plan`] does not cover (another syntax, Bits Allocated or
+//! sample count, frames that cannot be told apart) is left to dicom-rs by the callers.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::DefaultDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::error::{Error, Result};
+use crate::frame::PixelModule;
+use crate::rle::{self, FrameLayout};
+use crate::syntax;
+
+/// One of our decoders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decoder {
+    /// RLE Lossless.
+    Rle,
+    /// JPEG Baseline, Extended and Lossless (libjpeg-turbo).
+    #[cfg(feature = "codecs")]
+    Jpeg,
+}
+
+impl Decoder {
+    /// Our decoder of transfer syntax `uid`, if we have one.
+    pub(crate) fn for_syntax(uid: &str) -> Option<Decoder> {
+        match uid {
+            syntax::RLE_LOSSLESS => Some(Decoder::Rle),
+            #[cfg(feature = "codecs")]
+            syntax::JPEG_BASELINE | syntax::JPEG_EXTENDED | syntax::JPEG_LOSSLESS | syntax::JPEG_LOSSLESS_SV1 => Some(Decoder::Jpeg),
+            _ => None,
+        }
+    }
+
+    /// Whether frames of `pixel` are ours to decode.
+    fn covers(self, pixel: &PixelModule) -> bool {
+        if pixel.rows == 0 || pixel.columns == 0 {
+            return false;
+        }
+        match self {
+            Decoder::Rle => pixel.bits_allocated > 0 && pixel.bits_allocated.is_multiple_of(8) && pixel.photometric != "YBR_FULL_422",
+            #[cfg(feature = "codecs")]
+            _ => (pixel.samples_per_pixel == 1 || pixel.samples_per_pixel == 3) && (pixel.bits_allocated == 8 || pixel.bits_allocated == 16),
+        }
+    }
+
+    /// Decodes the compressed bytes of one frame into `out`, exactly one native frame of `pixel`
+    /// long. Returns the Photometric Interpretation of the decoded samples when it is not
+    /// `pixel.photometric` any more.
+    pub(crate) fn decode(self, data: &[u8], pixel: &PixelModule, out: &mut [u8]) -> Result<Option<&'static str>> {
+        match self {
+            Decoder::Rle => {
+                let layout = FrameLayout {
+                    rows: pixel.rows as usize,
+                    columns: pixel.columns as usize,
+                    samples_per_pixel: pixel.samples_per_pixel as usize,
+                    bytes_per_sample: pixel.bits_allocated as usize / 8,
+                    planar: false,
+                };
+                let decoded = rle::decode_frame(data, layout).map_err(|reason| Error::Codec { codec: "RLE", reason })?;
+                if decoded.len() != out.len() {
+                    return Err(Error::Codec { codec: "RLE", reason: format!("{} bytes decoded, {} expected", decoded.len(), out.len()) });
+                }
+                out.copy_from_slice(&decoded);
+                Ok(None)
+            }
+            #[cfg(feature = "codecs")]
+            Decoder::Jpeg => crate::jpeg::decode_frame(data, pixel, out),
+        }
+    }
+
+    /// Whether a fragment begins a compressed frame of this codec.
+    fn starts_frame(self, fragment: &[u8]) -> bool {
+        #[cfg(not(feature = "codecs"))]
+        let _ = fragment;
+        match self {
+            Decoder::Rle => false,
+            #[cfg(feature = "codecs")]
+            Decoder::Jpeg => fragment.starts_with(&[0xFF, 0xD8]),
+        }
+    }
+}
+
+/// How to decode the encapsulated Pixel Data of an object ourselves.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The decoder of the object's transfer syntax.
+    pub decoder: Decoder,
+    /// What the frames are.
+    pub pixel: PixelModule,
+    /// The fragments of each frame, as ranges of fragment indices.
+    pub frames: Vec<Range<usize>>,
+}
+
+/// Our plan for decoding `object`, whose transfer syntax is `ts`: `None` when the syntax is not
+/// encapsulated, when we have no decoder for it or for its frames, or when its frames cannot be
+/// told apart (dicom-rs then decodes, or reports why not).
+pub(crate) fn plan(object: &DefaultDicomObject, ts: &str) -> Option<Plan> {
+    let decoder = Decoder::for_syntax(ts)?;
+    if !TransferSyntaxRegistry.get(ts).is_some_and(|t| t.is_encapsulated_pixel_data()) {
+        return None;
+    }
+    let pixel = pixel_module(object)?;
+    if !decoder.covers(&pixel) {
+        return None;
+    }
+    let element = object.get(tags::PIXEL_DATA)?;
+    let fragments = element.value().fragments()?;
+    let offsets = element.value().offset_table().unwrap_or_default();
+    let count = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let extended = object
+        .get(tags::EXTENDED_OFFSET_TABLE)
+        .and_then(|e| e.to_bytes().ok())
+        .map(|bytes| bytes.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect::<Vec<_>>());
+    let Some(frames) = frame_ranges(decoder, offsets, extended.as_deref(), fragments, count) else {
+        tracing::debug!(fragments = fragments.len(), frames = count, "frames of the pixel data not found: left to dicom-rs");
+        return None;
+    };
+    Some(Plan { decoder, pixel, frames })
+}
+
+/// The image pixel module of `object`, when it has Rows, Columns and Bits Allocated.
+fn pixel_module(object: &DefaultDicomObject) -> Option<PixelModule> {
+    let bits_allocated = int(object, tags::BITS_ALLOCATED)?;
+    Some(PixelModule {
+        rows: int(object, tags::ROWS)?,
+        columns: int(object, tags::COLUMNS)?,
+        samples_per_pixel: int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1),
+        bits_allocated,
+        bits_stored: int(object, tags::BITS_STORED).unwrap_or(bits_allocated),
+        signed: int(object, tags::PIXEL_REPRESENTATION) == Some(1),
+        photometric: object
+            .get(tags::PHOTOMETRIC_INTERPRETATION)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches('\0').trim().to_owned())
+            .unwrap_or_else(|| "MONOCHROME2".into()),
+    })
+}
+
+/// The fragments of each of `count` frames (see the module).
+pub(crate) fn frame_ranges(decoder: Decoder, offsets: &[u32], extended: Option<&[u64]>, fragments: &[Vec<u8>], count: usize) -> Option<Vec<Range<usize>>> {
+    let n = fragments.len();
+    if count == 0 || n < count {
+        return None;
+    }
+    if n == count {
+        return Some((0..n).map(|i| i..i + 1).collect());
+    }
+    if count == 1 {
+        return Some(std::iter::once(0..n).collect());
+    }
+    let table: Option<Vec<u64>> =
+        if offsets.len() == count { Some(offsets.iter().map(|&o| u64::from(o)).collect()) } else { extended.filter(|e| e.len() == count).map(<[u64]>::to_vec) };
+    if let Some(ranges) = table.and_then(|table| ranges_from_offsets(&table, fragments)) {
+        return Some(ranges);
+    }
+    // By markers: a frame begins with a fragment that starts one, after a fragment that ends one.
+    let starts: Vec<usize> = (0..n).filter(|&i| i == 0 || (decoder.starts_frame(&fragments[i]) && ends_with_end_marker(&fragments[i - 1]))).collect();
+    if starts.len() != count || !decoder.starts_frame(&fragments[0]) {
+        return None;
+    }
+    Some(to_ranges(&starts, n))
+}
+
+/// Frames from an offset table: the byte offset of each frame's first item, counted from the
+/// first item's tag (each item is 8 bytes of tag and length, then the fragment).
+fn ranges_from_offsets(table: &[u64], fragments: &[Vec<u8>]) -> Option<Vec<Range<usize>>> {
+    let mut positions = Vec::with_capacity(fragments.len());
+    let mut position = 0u64;
+    for fragment in fragments {
+        positions.push(position);
+        position += 8 + fragment.len() as u64;
+    }
+    let starts: Vec<usize> = table.iter().map(|offset| positions.binary_search(offset).ok()).collect::<Option<_>>()?;
+    if starts.first() != Some(&0) || starts.windows(2).any(|w| w[0] >= w[1]) {
+        return None;
+    }
+    Some(to_ranges(&starts, fragments.len()))
+}
+
+fn to_ranges(starts: &[usize], n: usize) -> Vec<Range<usize>> {
+    starts.iter().enumerate().map(|(i, &start)| start..starts.get(i + 1).copied().unwrap_or(n)).collect()
+}
+
+/// Whether a fragment ends with EOI (`FF D9`), before zero padding.
+fn ends_with_end_marker(fragment: &[u8]) -> bool {
+    let end = fragment.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    end >= 2 && fragment[end - 2..end] == [0xFF, 0xD9]
+}
+
+/// The compressed bytes of one frame: its fragment, or its fragments one after the other.
+pub(crate) fn frame_data(fragments: &[Vec<u8>], range: Range<usize>) -> Cow<'_, [u8]> {
+    match &fragments[range] {
+        [one] => Cow::Borrowed(one.as_slice()),
+        several => Cow::Owned(several.concat()),
+    }
+}
+
+/// The native pixel data of every frame, and the Photometric Interpretation it has now when that
+/// changed.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    /// The frames one after the other.
+    pub native: Vec<u8>,
+    /// The new Photometric Interpretation, if any.
+    pub photometric: Option<&'static str>,
+}
+
+/// Decodes every frame of `plan` from `fragments`, frames in parallel on every core.
+pub(crate) fn decode_frames(plan: &Plan, fragments: &[Vec<u8>]) -> Result<Decoded> {
+    let codec = |reason: String| Error::Codec { codec: "pixel data", reason };
+    let frame_len = plan.pixel.frame_len();
+    let total = frame_len.checked_mul(plan.frames.len()).ok_or_else(|| codec("the decoded frames would not fit in memory".into()))?;
+    if frame_len == 0 {
+        return Err(codec("empty frames".into()));
+    }
+    let mut native = Vec::new();
+    native.try_reserve_exact(total + 1).map_err(|_| codec(format!("{total} bytes of decoded frames cannot be allocated")))?;
+    native.resize(total, 0);
+    let photometrics: Vec<Option<&'static str>> = {
+        use rayon::prelude::*;
+        let several = plan.frames.len() > 1;
+        native
+            .par_chunks_mut(frame_len)
+            .zip(plan.frames.par_iter())
+            .enumerate()
+            .map(|(i, (out, range))| {
+                plan.decoder.decode(&frame_data(fragments, range.clone()), &plan.pixel, out).map_err(|e| match e {
+                    Error::Codec { codec, reason } if several => Error::Codec { codec, reason: format!("frame {}: {reason}", i + 1) },
+                    other => other,
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let photometric = photometrics.first().copied().flatten();
+    if photometrics.iter().any(|p| *p != photometric) {
+        return Err(codec("the frames decode to different photometric interpretations".into()));
+    }
+    Ok(Decoded { native, photometric })
+}
+
+fn int(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {
+    object.get(tag).and_then(|e| e.to_int::<u32>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "codecs")]
+    fn jpeg(body: &[u8]) -> Vec<u8> {
+        [&[0xFF, 0xD8][..], body, &[0xFF, 0xD9]].concat()
+    }
+
+    #[test]
+    fn frames_are_found_by_count_offsets_and_markers() {
+        #[cfg(feature = "codecs")]
+        let decoder = Decoder::Jpeg;
+        #[cfg(not(feature = "codecs"))]
+        let decoder = Decoder::Rle;
+        let one = vec![vec![1, 2], vec![3, 4]];
+        assert_eq!(frame_ranges(decoder, &[], None, &one, 2), Some(vec![0..1, 1..2]));
+        assert_eq!(frame_ranges(decoder, &[], None, &one, 1), Some(std::iter::once(0..2).collect()));
+        assert_eq!(frame_ranges(decoder, &[], None, &one, 3), None);
+        // Two frames of two and one fragments: the offsets are 0 and 8 + 4 + 8 + 2.
+        let three = vec![vec![0xFF, 0xD8, 0, 0], vec![0xFF, 0xD9], vec![0xFF, 0xD8, 0xFF, 0xD9]];
+        assert_eq!(frame_ranges(decoder, &[0, 22], None, &three, 2), Some(vec![0..2, 2..3]));
+        assert_eq!(frame_ranges(decoder, &[], Some(&[0, 22]), &three, 2), Some(vec![0..2, 2..3]));
+        // An offset that is no item falls back to the markers.
+        #[cfg(feature = "codecs")]
+        assert_eq!(frame_ranges(decoder, &[0, 21], None, &three, 2), Some(vec![0..2, 2..3]));
+        #[cfg(feature = "codecs")]
+        {
+            let frames = vec![jpeg(&[1, 2, 3])[..4].to_vec(), vec![3, 0xFF, 0xD9, 0], jpeg(&[5]), jpeg(&[6, 7])];
+            assert_eq!(frame_ranges(Decoder::Jpeg, &[], None, &frames, 3), Some(vec![0..2, 2..3, 3..4]));
+            assert_eq!(frame_ranges(Decoder::Jpeg, &[], None, &frames, 2), None);
+            // A fragment starting with SOI after one that does not end a frame continues it.
+            let continued = vec![vec![0xFF, 0xD8, 1, 2], vec![0xFF, 0xD8, 0xFF, 0xD9], jpeg(&[])];
+            assert_eq!(frame_ranges(Decoder::Jpeg, &[], None, &continued, 2), Some(vec![0..2, 2..3]));
+        }
+        // RLE frames are one fragment each: no markers to go by.
+        assert_eq!(frame_ranges(Decoder::Rle, &[], None, &three, 2), None);
+    }
+
+    #[test]
+    fn frame_data_borrows_one_fragment_and_joins_several() {
+        let fragments = vec![vec![1, 2], vec![3], vec![4, 5]];
+        assert!(matches!(frame_data(&fragments, 0..1), Cow::Borrowed(&[1, 2])));
+        assert_eq!(frame_data(&fragments, 1..3).into_owned(), vec![3, 4, 5]);
+    }
+}
