@@ -1,17 +1,18 @@
 //! Our decoding of encapsulated pixel data, frame by frame, shared by transcoding and rendering.
 //!
 //! Each frame's compressed bytes (one fragment, or several) go to one of our decoders: RLE
-//! Lossless (`rle.rs`, any whole number of bytes per sample) and, with the `codecs` feature, the
-//! JPEG processes DICOM uses (`jpeg.rs`, libjpeg-turbo: Baseline, Extended 8 and 12 bits,
-//! Lossless). Every
+//! Lossless (`rle.rs`, any whole number of bytes per sample), the JPEG processes DICOM uses
+//! (`jpeg.rs`, libjpeg-turbo: Baseline, Extended 8 and 12 bits, Lossless), JPEG-LS (`jpegls.rs`,
+//! CharLS) and JPEG 2000 (`j2k.rs`, OpenJPEG); the last three with the `codecs` feature. Every
 //! decoder gives the native frame: little endian, samples interleaved, Bits Allocated wide. The
 //! frames of a multi-frame object are independent, so [`decode_frames`] decodes them on every
 //! core.
 //!
 //! A frame's fragments are found (PS3.5 A.4) as one fragment per frame when there are as many
 //! fragments as frames, all fragments for a single frame, else through the Basic Offset Table
-//! or the Extended Offset Table, else (JPEG) by the markers: a frame starts with a fragment that
-//! begins with SOI, after a fragment that ends with EOI. What [`plan`] does not cover (another syntax, Bits Allocated or
+//! or the Extended Offset Table, else (JPEG family) by the markers: a frame starts with a fragment
+//! that begins with SOI (JPEG, JPEG-LS), SOC and SIZ (J2K) or the JP2 signature, after a fragment
+//! that ends with EOI (or EOC). What [`plan`] does not cover (another syntax, Bits Allocated or
 //! sample count, frames that cannot be told apart) is left to dicom-rs by the callers.
 
 use std::borrow::Cow;
@@ -35,6 +36,12 @@ pub(crate) enum Decoder {
     /// JPEG Baseline, Extended and Lossless (libjpeg-turbo).
     #[cfg(feature = "codecs")]
     Jpeg,
+    /// JPEG-LS lossless and near-lossless (CharLS).
+    #[cfg(feature = "codecs")]
+    JpegLs,
+    /// JPEG 2000 lossless and lossy (OpenJPEG).
+    #[cfg(feature = "codecs")]
+    J2k,
 }
 
 impl Decoder {
@@ -44,6 +51,10 @@ impl Decoder {
             syntax::RLE_LOSSLESS => Some(Decoder::Rle),
             #[cfg(feature = "codecs")]
             syntax::JPEG_BASELINE | syntax::JPEG_EXTENDED | syntax::JPEG_LOSSLESS | syntax::JPEG_LOSSLESS_SV1 => Some(Decoder::Jpeg),
+            #[cfg(feature = "codecs")]
+            syntax::JPEG_LS_LOSSLESS | syntax::JPEG_LS_NEAR_LOSSLESS => Some(Decoder::JpegLs),
+            #[cfg(feature = "codecs")]
+            syntax::JPEG_2000_LOSSLESS | syntax::JPEG_2000 => Some(Decoder::J2k),
             _ => None,
         }
     }
@@ -82,6 +93,10 @@ impl Decoder {
             }
             #[cfg(feature = "codecs")]
             Decoder::Jpeg => crate::jpeg::decode_frame(data, pixel, out),
+            #[cfg(feature = "codecs")]
+            Decoder::JpegLs => crate::jpegls::decode_frame(data, pixel, out),
+            #[cfg(feature = "codecs")]
+            Decoder::J2k => crate::j2k::decode_frame(data, pixel, out),
         }
     }
 
@@ -92,7 +107,9 @@ impl Decoder {
         match self {
             Decoder::Rle => false,
             #[cfg(feature = "codecs")]
-            Decoder::Jpeg => fragment.starts_with(&[0xFF, 0xD8]),
+            Decoder::Jpeg | Decoder::JpegLs => fragment.starts_with(&[0xFF, 0xD8]),
+            #[cfg(feature = "codecs")]
+            Decoder::J2k => fragment.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) || fragment.starts_with(&[0x00, 0x00, 0x00, 0x0C, 0x6A, 0x50, 0x20, 0x20]),
         }
     }
 }
@@ -198,7 +215,8 @@ fn to_ranges(starts: &[usize], n: usize) -> Vec<Range<usize>> {
     starts.iter().enumerate().map(|(i, &start)| start..starts.get(i + 1).copied().unwrap_or(n)).collect()
 }
 
-/// Whether a fragment ends with EOI (`FF D9`), before zero padding.
+/// Whether a fragment ends with EOI (JPEG, JPEG-LS) or EOC (JPEG 2000), both `FF D9`, before
+/// zero padding.
 fn ends_with_end_marker(fragment: &[u8]) -> bool {
     let end = fragment.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     end >= 2 && fragment[end - 2..end] == [0xFF, 0xD9]

@@ -1,16 +1,23 @@
-//! Our JPEG 2000 encoder: one J2K codestream (not a JP2 file) per frame, through OpenJPEG.
+//! Our JPEG 2000 encoder and decoder on OpenJPEG: one J2K codestream (not a JP2 file) per frame
+//! written; J2K codestreams and JP2 files read.
 //!
-//! dicom-rs decodes JPEG 2000 but has no encoder, and the `jpeg2k` crate writes to files only, so
-//! this module drives OpenJPEG's C API itself. It is the only module of the crate with `unsafe`
-//! code: the codec, the image and the output stream are created and destroyed here, the output is
-//! an in-memory stream fed through OpenJPEG's user-data callbacks, and every unsafe block says
-//! why it is sound.
+//! dicom-rs decodes JPEG 2000 (through the `jpeg2k` crate) but has no encoder, and the `jpeg2k`
+//! crate writes to files only, so this module drives OpenJPEG's C API itself. Like `jpeg.rs`, it
+//! calls C: the codec, the image and the streams are created and destroyed here (Drop guards),
+//! the streams are in memory, fed through OpenJPEG's user-data callbacks, and every unsafe block
+//! says why it is sound.
 //!
 //! What is written follows PS3.5 A.4.4 and 8.2.4: the component precision is Bits Stored, the
 //! signedness is Pixel Representation, one component per sample, no multiple component
 //! transform (the Photometric Interpretation stays as it was: `MONOCHROME1`, `MONOCHROME2`,
 //! `PALETTE COLOR`, `RGB` or `YBR_FULL`), the reversible 5/3 wavelet for lossless and the
 //! irreversible 9/7 wavelet with a target compression ratio for lossy.
+//!
+//! What is read must match the image pixel module (columns, rows, one component per sample, no
+//! subsampled component, a precision within Bits Allocated); OpenJPEG decodes in strict mode, so
+//! a truncated codestream is an error. The frame comes back little endian, samples interleaved,
+//! each component's value in Bits Allocated bits (signed components two's complement). OpenJPEG
+//! undoes a multiple component transform, so YBR_RCT and YBR_ICT frames come back as RGB.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_void};
@@ -18,7 +25,8 @@ use std::ptr::{self, NonNull};
 
 use openjpeg_sys as opj;
 
-use crate::frame::Frame;
+use crate::error::{Error, Result as CodecResult};
+use crate::frame::{Frame, PixelModule};
 
 /// How to compress.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -179,14 +187,22 @@ unsafe extern "C" fn on_warning(msg: *const c_char, _data: *mut c_void) {
     tracing::debug!(message = %message(msg), "OpenJPEG warning");
 }
 
-/// An OpenJPEG J2K compressor, destroyed on drop.
+/// An OpenJPEG compressor or decompressor, destroyed on drop.
 struct Codec(NonNull<opj::opj_codec_t>);
 
 impl Codec {
+    /// A J2K compressor.
     fn new() -> Result<Self, String> {
         // SAFETY: creating a compressor has no preconditions; a null result is handled.
         let codec = unsafe { opj::opj_create_compress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) };
         NonNull::new(codec).map(Self).ok_or_else(|| "OpenJPEG could not create a compressor".to_owned())
+    }
+
+    /// A decompressor of `format` (J2K codestream or JP2 file).
+    fn decompressor(format: opj::CODEC_FORMAT) -> Result<Self, String> {
+        // SAFETY: creating a decompressor has no preconditions; a null result is handled.
+        let codec = unsafe { opj::opj_create_decompress(format) };
+        NonNull::new(codec).map(Self).ok_or_else(|| "OpenJPEG could not create a decompressor".to_owned())
     }
 }
 
@@ -351,6 +367,210 @@ unsafe extern "C" fn sink_seek(position: opj::OPJ_OFF_T, data: *mut c_void) -> o
     }
 }
 
+/// The codec named in errors.
+const CODEC: &str = "JPEG 2000";
+
+fn decode_error(reason: impl Into<String>) -> Error {
+    Error::Codec { codec: CODEC, reason: reason.into() }
+}
+
+/// The first 12 bytes of a JP2 file: its signature box.
+const JP2_SIGNATURE: [u8; 12] = [0x00, 0x00, 0x00, 0x0C, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A];
+
+/// Decodes one JPEG 2000 frame (a J2K codestream, or a JP2 file) into `out`, which holds exactly
+/// one native frame of `pixel` ([`PixelModule::frame_len`]). Returns the Photometric
+/// Interpretation the decoded samples have when it is not `pixel.photometric` any more (`RGB` for
+/// YBR_RCT and YBR_ICT, whose transform OpenJPEG undoes).
+pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -> CodecResult<Option<&'static str>> {
+    if pixel.samples_per_pixel != 1 && pixel.samples_per_pixel != 3 {
+        return Err(decode_error(format!("decoding {} samples per pixel", pixel.samples_per_pixel)));
+    }
+    if pixel.bits_allocated != 8 && pixel.bits_allocated != 16 {
+        return Err(decode_error(format!("decoding into Bits Allocated {}", pixel.bits_allocated)));
+    }
+    if out.len() != pixel.frame_len() {
+        return Err(decode_error(format!("a frame buffer of {} bytes for a frame of {}", out.len(), pixel.frame_len())));
+    }
+    let format = if stream.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        opj::CODEC_FORMAT::OPJ_CODEC_J2K
+    } else if stream.starts_with(&JP2_SIGNATURE) {
+        opj::CODEC_FORMAT::OPJ_CODEC_JP2
+    } else {
+        return Err(decode_error("neither a J2K codestream (SOC, SIZ) nor a JP2 file"));
+    };
+    let mut messages = Messages::default();
+    let mut source = Source { data: stream, position: 0 };
+    let codec = Codec::decompressor(format).map_err(decode_error)?;
+    // SAFETY: as in `encode_frame`: `messages` outlives the codec.
+    unsafe {
+        let data = (&raw mut messages).cast::<c_void>();
+        opj::opj_set_error_handler(codec.0.as_ptr(), Some(on_error), data);
+        opj::opj_set_warning_handler(codec.0.as_ptr(), Some(on_warning), data);
+    }
+    // SAFETY: opj_dparameters_t is plain C data; all-zero bytes are a valid value of every field,
+    // and opj_set_default_decoder_parameters then sets the defaults.
+    let mut params: Box<opj::opj_dparameters_t> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: `params` is a valid, exclusively borrowed parameter block; the codec is live and
+    // copies what it needs from it.
+    let set_up = unsafe {
+        opj::opj_set_default_decoder_parameters(&raw mut *params);
+        opj::opj_setup_decoder(codec.0.as_ptr(), &raw mut *params) != 0 && opj::opj_decoder_set_strict_mode(codec.0.as_ptr(), 1) != 0
+    };
+    if !set_up {
+        return Err(decode_error(messages.failure("setting up the JPEG 2000 decoder")));
+    }
+    let input = InputStream::new(&mut source).map_err(decode_error)?;
+    let mut image: *mut opj::opj_image_t = ptr::null_mut();
+    // SAFETY: codec and stream are live; OpenJPEG sets `image` to an image it allocated (or
+    // leaves it null), which the guard below destroys.
+    let read = unsafe { opj::opj_read_header(input.0.as_ptr(), codec.0.as_ptr(), &raw mut image) } != 0;
+    let image = NonNull::new(image).map(Image);
+    let Some(image) = image.filter(|_| read) else {
+        return Err(decode_error(messages.failure("reading the JPEG 2000 header")));
+    };
+    check_header(&image, pixel)?;
+    // SAFETY: codec, stream and image are live, and the image is the one the header was read into.
+    let decoded = unsafe {
+        opj::opj_decode(codec.0.as_ptr(), input.0.as_ptr(), image.0.as_ptr()) != 0 && opj::opj_end_decompress(codec.0.as_ptr(), input.0.as_ptr()) != 0
+    };
+    drop(input);
+    drop(codec);
+    if !decoded {
+        return Err(decode_error(messages.failure("JPEG 2000 decoding")));
+    }
+    let components = pixel.samples_per_pixel as usize;
+    let pixels = pixel.pixels();
+    let bytes = pixel.bits_allocated as usize / 8;
+    for c in 0..components {
+        // SAFETY: `check_header` found `components` components of `pixels` samples each; after a
+        // successful decode each has a data buffer of that many `i32`s (checked non-null here),
+        // owned by the image, which outlives this borrow.
+        let data = unsafe {
+            let comp = &*(*image.0.as_ptr()).comps.add(c);
+            if comp.data.is_null() {
+                return Err(decode_error("OpenJPEG decoded no data for a component"));
+            }
+            std::slice::from_raw_parts(comp.data, pixels)
+        };
+        for (p, &value) in data.iter().enumerate() {
+            let at = (p * components + c) * bytes;
+            out[at..at + bytes].copy_from_slice(&value.to_le_bytes()[..bytes]);
+        }
+    }
+    let transformed = components == 3 && matches!(pixel.photometric.as_str(), "YBR_RCT" | "YBR_ICT");
+    Ok(transformed.then_some("RGB"))
+}
+
+/// Checks the header of a JPEG 2000 image against the image pixel module, before anything is
+/// decoded (so that a corrupt header never makes OpenJPEG allocate what it says).
+fn check_header(image: &Image, pixel: &PixelModule) -> CodecResult<()> {
+    // SAFETY: the image is live; after a successful opj_read_header its `comps` array has
+    // `numcomps` entries (checked non-null).
+    let (img, comps) = unsafe {
+        let img = &*image.0.as_ptr();
+        if img.comps.is_null() && img.numcomps > 0 {
+            return Err(decode_error("OpenJPEG read no components"));
+        }
+        let comps = if img.numcomps == 0 { &[][..] } else { std::slice::from_raw_parts(img.comps, img.numcomps as usize) };
+        (img, comps)
+    };
+    let (width, height) = (img.x1.saturating_sub(img.x0), img.y1.saturating_sub(img.y0));
+    if (width, height) != (pixel.columns, pixel.rows) {
+        return Err(decode_error(format!("a {width}x{height} image for a frame of {}x{} (Columns x Rows)", pixel.columns, pixel.rows)));
+    }
+    if comps.len() != pixel.samples_per_pixel as usize {
+        return Err(decode_error(format!("{} components for {} samples per pixel", comps.len(), pixel.samples_per_pixel)));
+    }
+    for comp in comps {
+        if (comp.dx, comp.dy, comp.w, comp.h) != (1, 1, width, height) {
+            return Err(decode_error(format!("a subsampled component ({}x{} every {}x{} pixels)", comp.w, comp.h, comp.dx, comp.dy)));
+        }
+        if comp.prec == 0 || comp.prec > pixel.bits_allocated {
+            return Err(decode_error(format!("components of {} bits for Bits Allocated {}", comp.prec, pixel.bits_allocated)));
+        }
+    }
+    Ok(())
+}
+
+/// The bytes OpenJPEG reads: a borrowed buffer with a read position.
+struct Source<'a> {
+    data: &'a [u8],
+    position: usize,
+}
+
+/// An OpenJPEG input stream reading from a [`Source`], destroyed on drop.
+struct InputStream<'a, 'b>(NonNull<opj::opj_stream_t>, std::marker::PhantomData<&'a mut Source<'b>>);
+
+impl<'a, 'b> InputStream<'a, 'b> {
+    fn new(source: &'a mut Source<'b>) -> Result<Self, String> {
+        // SAFETY: creating an input stream (p_is_input = 1) has no preconditions; null is handled.
+        let stream = unsafe { opj::opj_stream_create(opj::OPJ_J2K_STREAM_CHUNK_SIZE as usize, 1) };
+        let stream = NonNull::new(stream).ok_or_else(|| "OpenJPEG could not create a stream".to_owned())?;
+        let len = source.data.len() as u64;
+        // SAFETY: the stream is live; the user data is `source`, exclusively borrowed for the
+        // stream's lifetime 'a (no free function: the source is owned by the caller).
+        unsafe {
+            opj::opj_stream_set_read_function(stream.as_ptr(), Some(source_read));
+            opj::opj_stream_set_skip_function(stream.as_ptr(), Some(source_skip));
+            opj::opj_stream_set_seek_function(stream.as_ptr(), Some(source_seek));
+            opj::opj_stream_set_user_data(stream.as_ptr(), (source as *mut Source<'b>).cast::<c_void>(), None);
+            opj::opj_stream_set_user_data_length(stream.as_ptr(), len);
+        }
+        Ok(Self(stream, std::marker::PhantomData))
+    }
+}
+
+impl Drop for InputStream<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: the stream was created by opj_stream_create and is destroyed once; the source it
+        // reads is still borrowed by `self`, so it is alive.
+        unsafe { opj::opj_stream_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// OpenJPEG's "end of stream" answer to a read.
+const END_OF_STREAM: usize = usize::MAX;
+
+unsafe extern "C" fn source_read(buffer: *mut c_void, len: usize, data: *mut c_void) -> usize {
+    // SAFETY: `data` is the `Source` registered in `InputStream::new`, exclusively ours while
+    // OpenJPEG runs.
+    let Some(source) = (unsafe { data.cast::<Source<'_>>().as_mut() }) else { return END_OF_STREAM };
+    let remaining = source.data.get(source.position..).unwrap_or_default();
+    if remaining.is_empty() || buffer.is_null() {
+        return END_OF_STREAM;
+    }
+    let n = len.min(remaining.len());
+    // SAFETY: OpenJPEG hands us a buffer of at least `len` writable bytes, and `n <= len`; the
+    // source is a separate Rust slice, so the two do not overlap.
+    unsafe { ptr::copy_nonoverlapping(remaining.as_ptr(), buffer.cast::<u8>(), n) };
+    source.position += n;
+    n
+}
+
+unsafe extern "C" fn source_skip(len: opj::OPJ_OFF_T, data: *mut c_void) -> opj::OPJ_OFF_T {
+    // SAFETY: as in `source_read`.
+    let Some(source) = (unsafe { data.cast::<Source<'_>>().as_mut() }) else { return -1 };
+    let position = source.position as i64;
+    let target = position.saturating_add(len).clamp(0, source.data.len() as i64);
+    if len > 0 && target == position {
+        return -1;
+    }
+    source.position = target as usize;
+    target - position
+}
+
+unsafe extern "C" fn source_seek(position: opj::OPJ_OFF_T, data: *mut c_void) -> opj::OPJ_BOOL {
+    // SAFETY: as in `source_read`.
+    let Some(source) = (unsafe { data.cast::<Source<'_>>().as_mut() }) else { return 0 };
+    match usize::try_from(position) {
+        Ok(position) if position <= source.data.len() => {
+            source.position = position;
+            1
+        }
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +629,47 @@ mod tests {
         assert_eq!(errors.len(), samples.len());
         let mean = errors.iter().sum::<i32>() as f64 / errors.len() as f64;
         assert!(mean > 0.0 && mean < 8.0, "mean error {mean}");
+    }
+
+    fn module(rows: u32, columns: u32, spp: u32, bits: u32, photometric: &str) -> PixelModule {
+        PixelModule { rows, columns, samples_per_pixel: spp, bits_allocated: bits, bits_stored: bits, signed: false, photometric: photometric.into() }
+    }
+
+    #[test]
+    fn our_decoder_reads_what_we_write() {
+        let signed: Vec<u8> = (0..64u16 * 48).flat_map(|i| (i.wrapping_mul(37) as i16).wrapping_sub(1000).to_le_bytes()).collect();
+        let stream = encode_frame(&frame(&signed, 48, 64, 1, 16, true), Mode::Lossless).expect("encodes");
+        let mut out = vec![0; signed.len()];
+        assert_eq!(decode_frame(&stream, &module(48, 64, 1, 16, "MONOCHROME2"), &mut out).expect("decodes"), None);
+        assert!(out == signed);
+        let rgb: Vec<u8> = (0..33u32 * 17 * 3).map(|i| (i * 7) as u8).collect();
+        let stream = encode_frame(&frame(&rgb, 17, 33, 3, 8, false), Mode::Lossless).expect("encodes");
+        let mut out = vec![0; rgb.len()];
+        assert_eq!(decode_frame(&stream, &module(17, 33, 3, 8, "RGB"), &mut out).expect("decodes"), None);
+        assert!(out == rgb);
+        // 8-bit components into 16 bits allocated.
+        let mut wide = vec![0; rgb.len() * 2];
+        decode_frame(&stream, &module(17, 33, 3, 16, "RGB"), &mut wide).expect("decodes");
+        assert!(wide.chunks_exact(2).map(|s| s[0]).eq(rgb.iter().copied()) && wide.chunks_exact(2).all(|s| s[1] == 0));
+    }
+
+    #[test]
+    fn corrupt_codestreams_are_errors() {
+        let samples: Vec<u8> = (0..32u32 * 32).map(|i| (i * 5 + i / 32) as u8).collect();
+        let stream = encode_frame(&frame(&samples, 32, 32, 1, 8, false), Mode::Lossless).expect("encodes");
+        let pixel = module(32, 32, 1, 8, "MONOCHROME2");
+        let mut out = vec![0; 32 * 32];
+        for bad in [&stream[..stream.len() / 2], &stream[..6], &[0xFF, 0x4F, 0xFF, 0x51, 0, 0][..], &[0u8; 100][..], &[][..]] {
+            assert!(decode_frame(bad, &pixel, &mut out).is_err(), "{} bytes", bad.len());
+        }
+        let mut scrambled = stream.clone();
+        let start = scrambled.len() / 3;
+        for (i, b) in scrambled[start..].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+        }
+        let _ = decode_frame(&scrambled, &pixel, &mut out);
+        assert!(decode_frame(&stream, &module(32, 33, 1, 8, "MONOCHROME2"), &mut vec![0; 32 * 33]).is_err(), "another size");
+        assert!(decode_frame(&stream, &module(32, 32, 3, 8, "RGB"), &mut vec![0; 32 * 32 * 3]).is_err(), "another component count");
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //! the frames of a multi-frame object on every core: RLE Lossless (any bits per sample, both
 //! ways), JPEG through libjpeg-turbo (Baseline and Extended, 8 and 12 bits, both ways; Lossless
 //! read), JPEG Lossless written by a pure-Rust encoder (Process 14, first-order prediction),
-//! JPEG 2000 written through OpenJPEG (one J2K codestream per frame: reversible 5/3 wavelet for
-//! lossless, irreversible 9/7 for lossy) and colour JPEG-LS written through CharLS
-//! (sample-interleaved). libjpeg-turbo, CharLS and OpenJPEG are native libraries, compiled in
+//! JPEG 2000 through OpenJPEG (read, and written as one J2K codestream per frame: reversible 5/3
+//! wavelet for lossless, irreversible 9/7 for lossy) and JPEG-LS through CharLS (read, and
+//! colour written sample-interleaved). libjpeg-turbo, CharLS and OpenJPEG are native libraries, compiled in
 //! with the `codecs` feature (on by default). Without it only the uncompressed syntaxes and RLE
 //! Lossless are read and written, and JPEG Lossless (our own encoder) written.
 //!
@@ -23,8 +23,8 @@
 //! | JPEG Baseline | `codecs` (ours) | `codecs` (ours; 8 bits allocated) |
 //! | JPEG Extended | `codecs` (ours; 8 and 12 bits) | `codecs` (ours; 8 and 12 bits) |
 //! | JPEG Lossless (P14, SV1) | `codecs` (ours; 2 to 16 bits) | ✓ (ours; selection value 1, 8 and 16 bits allocated) |
-//! | JPEG-LS lossless, near-lossless | `codecs` | `codecs` (colour: ours, 8 and 16 bits) |
-//! | JPEG 2000 lossless, lossy | `codecs` | `codecs` (ours; 8 and 16 bits allocated) |
+//! | JPEG-LS lossless, near-lossless | `codecs` (ours) | `codecs` (colour: ours, 8 and 16 bits) |
+//! | JPEG 2000 lossless, lossy | `codecs` (ours; J2K and JP2) | `codecs` (ours; 8 and 16 bits allocated) |
 
 mod decode;
 pub mod error;
