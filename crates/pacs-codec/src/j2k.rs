@@ -14,8 +14,8 @@
 //! irreversible 9/7 wavelet with a target compression ratio for lossy.
 //!
 //! What is read must match the image pixel module (columns, rows, one component per sample, no
-//! subsampled component, a precision within Bits Allocated); OpenJPEG decodes in strict mode, so
-//! a truncated codestream is an error. The frame comes back little endian, samples interleaved,
+//! subsampled component, a precision within Bits Allocated); OpenJPEG decodes in its default
+//! strict mode, so a truncated codestream is an error. The frame comes back little endian, samples interleaved,
 //! each component's value in Bits Allocated bits (signed components two's complement). OpenJPEG
 //! undoes a multiple component transform, so YBR_RCT and YBR_ICT frames come back as RGB.
 #![allow(unsafe_code)]
@@ -411,10 +411,12 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
     // and opj_set_default_decoder_parameters then sets the defaults.
     let mut params: Box<opj::opj_dparameters_t> = Box::new(unsafe { std::mem::zeroed() });
     // SAFETY: `params` is a valid, exclusively borrowed parameter block; the codec is live and
-    // copies what it needs from it.
+    // copies what it needs from it. The decoder stays in OpenJPEG's default mode: strict (a
+    // truncated codestream is an error) and still correcting a wrong tile-part count, which some
+    // writers leave (calling opj_decoder_set_strict_mode would turn that correction off).
     let set_up = unsafe {
         opj::opj_set_default_decoder_parameters(&raw mut *params);
-        opj::opj_setup_decoder(codec.0.as_ptr(), &raw mut *params) != 0 && opj::opj_decoder_set_strict_mode(codec.0.as_ptr(), 1) != 0
+        opj::opj_setup_decoder(codec.0.as_ptr(), &raw mut *params) != 0
     };
     if !set_up {
         return Err(decode_error(messages.failure("setting up the JPEG 2000 decoder")));
