@@ -215,11 +215,11 @@ fn to_ranges(starts: &[usize], n: usize) -> Vec<Range<usize>> {
     starts.iter().enumerate().map(|(i, &start)| start..starts.get(i + 1).copied().unwrap_or(n)).collect()
 }
 
-/// Whether a fragment ends with EOI (JPEG, JPEG-LS) or EOC (JPEG 2000), both `FF D9`, before
-/// zero padding.
-fn ends_with_end_marker(fragment: &[u8]) -> bool {
-    let end = fragment.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    end >= 2 && fragment[end - 2..end] == [0xFF, 0xD9]
+/// Whether compressed data ends with EOI (JPEG, JPEG-LS) or EOC (JPEG 2000), both `FF D9`,
+/// before the padding to an even length (a zero byte, or `FF` from some writers).
+pub(crate) fn ends_with_end_marker(data: &[u8]) -> bool {
+    let end = data.iter().rposition(|&b| b != 0 && b != 0xFF).map_or(0, |i| i + 1);
+    end >= 2 && data[end - 2..end] == [0xFF, 0xD9]
 }
 
 /// The compressed bytes of one frame: its fragment, or its fragments one after the other.

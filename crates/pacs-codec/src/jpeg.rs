@@ -176,7 +176,7 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
     if out.len() != pixel.frame_len() {
         return Err(error(format!("a frame buffer of {} bytes for a frame of {}", out.len(), pixel.frame_len())));
     }
-    if !ends_with_eoi(stream) {
+    if !crate::decode::ends_with_end_marker(stream) {
         return Err(error("the stream is truncated: it does not end with an EOI marker"));
     }
     let (width, height) = (c_int::try_from(pixel.columns), c_int::try_from(pixel.rows));
@@ -263,12 +263,6 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
         }
     }
     Ok(converted.then_some("RGB"))
-}
-
-/// Whether a stream ends with EOI, before the zero bytes that pad fragments to an even length.
-fn ends_with_eoi(stream: &[u8]) -> bool {
-    let end = stream.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    end >= 2 && stream[end - 2..end] == [0xFF, 0xD9]
 }
 
 /// The colour markers of a stream's header.
@@ -535,8 +529,9 @@ mod tests {
         let stream = encode_frame(&frame(&rgb, 8, 8, 3, 8, 8, false), "RGB", 85).expect("encodes");
         assert!(colour_markers(&stream).jfif, "TurboJPEG writes JFIF for YCbCr");
         assert!(colour_markers(&with_adobe_rgb_marker(&stream)).adobe);
-        assert!(ends_with_eoi(&stream));
-        assert!(!ends_with_eoi(&stream[..stream.len() - 3]));
+        assert!(crate::decode::ends_with_end_marker(&stream));
+        assert!(crate::decode::ends_with_end_marker(&[&stream[..], &[0xFF]].concat()), "padded with FF");
+        assert!(!crate::decode::ends_with_end_marker(&stream[..stream.len() - 3]));
     }
 
     #[test]
