@@ -126,30 +126,32 @@ pub(crate) struct Plan {
 }
 
 /// Our plan for decoding `object`, whose transfer syntax is `ts`: `None` when the syntax is not
-/// encapsulated, when we have no decoder for it or for its frames, or when its frames cannot be
-/// told apart (dicom-rs then decodes, or reports why not).
-pub(crate) fn plan(object: &DefaultDicomObject, ts: &str) -> Option<Plan> {
-    let decoder = Decoder::for_syntax(ts)?;
+/// encapsulated, when we have no decoder for it or for its frames, or when several fragments
+/// per frame cannot be told apart by the offset tables or markers (dicom-rs then decodes, or
+/// says why not). Fewer fragments than frames, or RLE fragments that are not one per frame, are
+/// an error.
+pub(crate) fn plan(object: &DefaultDicomObject, ts: &str) -> Result<Option<Plan>> {
+    let Some(decoder) = Decoder::for_syntax(ts) else { return Ok(None) };
     if !TransferSyntaxRegistry.get(ts).is_some_and(|t| t.is_encapsulated_pixel_data()) {
-        return None;
+        return Ok(None);
     }
-    let pixel = pixel_module(object)?;
-    if !decoder.covers(&pixel) {
-        return None;
-    }
-    let element = object.get(tags::PIXEL_DATA)?;
-    let fragments = element.value().fragments()?;
+    let Some(pixel) = pixel_module(object).filter(|pixel| decoder.covers(pixel)) else { return Ok(None) };
+    let Some(element) = object.get(tags::PIXEL_DATA) else { return Ok(None) };
+    let Some(fragments) = element.value().fragments() else { return Ok(None) };
     let offsets = element.value().offset_table().unwrap_or_default();
     let count = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    if fragments.len() < count || (decoder == Decoder::Rle && fragments.len() != count) {
+        return Err(Error::Codec { codec: "pixel data", reason: format!("{} fragments for {count} frames", fragments.len()) });
+    }
     let extended = object
         .get(tags::EXTENDED_OFFSET_TABLE)
         .and_then(|e| e.to_bytes().ok())
         .map(|bytes| bytes.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect::<Vec<_>>());
     let Some(frames) = frame_ranges(decoder, offsets, extended.as_deref(), fragments, count) else {
         tracing::debug!(fragments = fragments.len(), frames = count, "frames of the pixel data not found: left to dicom-rs");
-        return None;
+        return Ok(None);
     };
-    Some(Plan { decoder, pixel, frames })
+    Ok(Some(Plan { decoder, pixel, frames }))
 }
 
 /// The image pixel module of `object`, when it has Rows, Columns and Bits Allocated.

@@ -6,7 +6,8 @@
 //! frame; frames stored plane by plane are interleaved first. Monochrome frames still go through
 //! dicom-rs, whose encoder is right for them.
 //!
-//! Decoding checks the stream's header against the image pixel module before CharLS allocates
+//! Decoding checks that the stream ends with EOI (CharLS spends seconds reading past the end of a
+//! truncated stream) and its header against the image pixel module before CharLS allocates
 //! anything, and gives the native frame: little endian, samples interleaved whatever the
 //! stream's interleave mode, Bits Allocated wide, Photometric Interpretation unchanged.
 
@@ -82,6 +83,11 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
     }
     if out.len() != pixel.frame_len() {
         return Err(decode_error(format!("a frame buffer of {} bytes for a frame of {}", out.len(), pixel.frame_len())));
+    }
+    // CharLS reads past the end of a truncated stream for seconds before it gives up: a stream
+    // must end with its EOI marker.
+    if !crate::decode::ends_with_end_marker(stream) {
+        return Err(decode_error("the stream is truncated: it does not end with an EOI marker"));
     }
     let info = CharLS::default().get_frame_info(stream).map_err(|e| decode_error(format!("reading the header: {e}")))?;
     if (info.width, info.height) != (pixel.columns, pixel.rows) {

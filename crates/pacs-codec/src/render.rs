@@ -199,7 +199,7 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
     }
     let mut description = describe(object, frame)?;
     let pixel_error = |reason: String| Error::PixelData { sop_instance_uid: sop_instance_uid(object), from: ts.clone(), to: RENDERED.into(), reason };
-    if let Some(plan) = decode::plan(object, &ts) {
+    if let Some(plan) = decode::plan(object, &ts).map_err(|e| pixel_error(e.to_string()))? {
         // Our own decoders: this frame's fragments only.
         let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).ok_or_else(|| pixel_error("Pixel Data is not encapsulated".into()))?;
         let range = plan.frames.get(frame as usize - 1).cloned().ok_or_else(|| pixel_error(format!("no fragments for frame {frame}")))?;

@@ -154,7 +154,7 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
     };
     let result = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<(), String> {
         // Our decoders first; dicom-rs decodes what they do not cover.
-        if has_pixels && let Some(plan) = decode::plan(&object, &from) {
+        if has_pixels && let Some(plan) = decode::plan(&object, &from).map_err(|e| e.to_string())? {
             decode_to_native(&mut object, &plan)?;
         }
         if let Some(encoder) = own {
@@ -164,7 +164,11 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
             object.update_meta(|meta| meta.set_transfer_syntax(target));
             Ok(())
         } else {
-            object.transcode_with_options(target, encode_options).map_err(|e| e.to_string())
+            object.transcode_with_options(target, encode_options).map_err(|e| e.to_string())?;
+            if has_pixels && source_encapsulated && !target.is_encapsulated_pixel_data() {
+                check_native_length(&object)?;
+            }
+            Ok(())
         }
     }));
     match result {
@@ -245,6 +249,21 @@ fn decode_to_native(object: &mut DefaultDicomObject, plan: &decode::Plan) -> std
     remove_encapsulation_attributes(object);
     let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
     object.update_meta(|meta| meta.set_transfer_syntax(explicit));
+    Ok(())
+}
+
+/// Checks that native Pixel Data holds every frame: a decoder that stopped early is an error,
+/// not a short object.
+fn check_native_length(object: &DefaultDicomObject) -> std::result::Result<(), String> {
+    let Ok(layout) = frame_layout(object) else { return Ok(()) };
+    let subsampled =
+        object.get(tags::PHOTOMETRIC_INTERPRETATION).and_then(|e| e.to_str().ok()).is_some_and(|p| p.trim_end_matches('\0').trim() == "YBR_FULL_422");
+    let frame_len = if subsampled { layout.rows * layout.columns * 2 * layout.bytes_per_sample } else { layout.frame_len() };
+    let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let len = object.get(tags::PIXEL_DATA).and_then(|e| e.value().primitive()).map_or(0, |p| p.calculate_byte_len());
+    if len < frame_len * frames {
+        return Err(format!("the decoded Pixel Data has {len} bytes, {frames} frames of {frame_len} expected"));
+    }
     Ok(())
 }
 
