@@ -318,6 +318,86 @@ mod tests {
         assert_eq!(frame_ranges(Decoder::Rle, &[], None, &three, 2), None);
     }
 
+    /// An object of `frames` RGB frames of 8 bits in transfer syntax `ts`, each frame encoded by
+    /// `encode` and cut into `pieces` fragments (with a Basic Offset Table when `table`).
+    #[cfg(feature = "codecs")]
+    fn object(ts: &str, frames: &[Vec<u8>], encode: &dyn Fn(&[u8]) -> Vec<u8>, pieces: usize, table: bool) -> DefaultDicomObject {
+        use dicom_core::value::PixelFragmentSequence;
+        use dicom_core::{DataElement, Length, PrimitiveValue, VR};
+        use dicom_object::InMemDicomObject;
+        use dicom_object::meta::FileMetaTableBuilder;
+        let mut object = InMemDicomObject::new_empty();
+        for (tag, value) in [(tags::ROWS, 24u16), (tags::COLUMNS, 40), (tags::SAMPLES_PER_PIXEL, 3), (tags::BITS_ALLOCATED, 8), (tags::BITS_STORED, 8)] {
+            object.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+        }
+        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB"));
+        object.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, frames.len().to_string()));
+        let (mut fragments, mut offsets, mut offset) = (Vec::new(), Vec::new(), 0u32);
+        for frame in frames {
+            let stream = encode(frame);
+            offsets.push(offset);
+            let size = stream.len().div_ceil(pieces).next_multiple_of(2);
+            for piece in stream.chunks(size) {
+                offset += 8 + piece.len() as u32;
+                fragments.push(piece.to_vec());
+            }
+        }
+        if !table {
+            offsets.clear();
+        }
+        object.put(DataElement::new_with_len(tags::PIXEL_DATA, VR::OB, Length::UNDEFINED, PixelFragmentSequence::new(offsets, fragments)));
+        let meta =
+            FileMetaTableBuilder::new().transfer_syntax(ts).media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7").media_storage_sop_instance_uid("2.25.1");
+        object.with_meta(meta).expect("meta")
+    }
+
+    #[cfg(feature = "codecs")]
+    #[test]
+    fn every_codec_decodes_multi_frame_objects_in_fragments() {
+        use crate::frame::Frame;
+        // Smooth ramps, another per frame and per component.
+        let frames: Vec<Vec<u8>> = (0..5u32).map(|f| (0..24 * 40 * 3).map(|i| ((i / 3 % 40) * 4 + i / 120 + f * 9 + (i % 3) * 20) as u8).collect()).collect();
+        fn frame(samples: &[u8]) -> Frame<'_> {
+            Frame { samples, rows: 24, columns: 40, samples_per_pixel: 3, bits_allocated: 8, bits_stored: 8, signed: false, planar: false }
+        }
+        let layout = FrameLayout { rows: 24, columns: 40, samples_per_pixel: 3, bytes_per_sample: 1, planar: false };
+        type Encoder = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+        let lossless: [(&str, Decoder, Encoder); 4] = [
+            (syntax::RLE_LOSSLESS, Decoder::Rle, Box::new(move |s| rle::encode_frame(s, layout).expect("RLE"))),
+            (syntax::JPEG_LOSSLESS_SV1, Decoder::Jpeg, Box::new(move |s| crate::jpeg_lossless::encode_frame(&frame(s), 8).expect("JPEG Lossless"))),
+            (syntax::JPEG_LS_LOSSLESS, Decoder::JpegLs, Box::new(move |s| crate::jpegls::encode_frame(&frame(s), 0).expect("JPEG-LS"))),
+            (syntax::JPEG_2000_LOSSLESS, Decoder::J2k, Box::new(move |s| crate::j2k::encode_frame(&frame(s), crate::j2k::Mode::Lossless).expect("JPEG 2000"))),
+        ];
+        let expected = frames.concat();
+        for (ts, decoder, encode) in &lossless {
+            for (pieces, table) in [(1, false), (3, true), (3, false)] {
+                if *decoder == Decoder::Rle && pieces > 1 {
+                    continue;
+                }
+                let object = object(ts, &frames, encode, pieces, table);
+                let plan = plan(&object, ts).expect("consistent").unwrap_or_else(|| panic!("{ts} in {pieces} pieces is ours"));
+                assert_eq!((plan.decoder, plan.frames.len()), (*decoder, 5));
+                let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).expect("fragments");
+                let decoded = decode_frames(&plan, fragments).expect("decodes");
+                assert_eq!(decoded.photometric, None);
+                assert!(decoded.native == expected, "{ts} in {pieces} pieces (offset table: {table})");
+            }
+        }
+        // Lossy JPEG: the same pixels as each frame decoded on its own, and RGB.
+        let encode = |s: &[u8]| crate::jpeg::encode_frame(&frame(s), "RGB", 90).expect("JPEG");
+        let whole = object(syntax::JPEG_EXTENDED, &frames, &encode, 1, false);
+        let plan_whole = plan(&whole, syntax::JPEG_EXTENDED).expect("consistent").expect("ours");
+        let fragments = whole.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).expect("fragments");
+        let reference = decode_frames(&plan_whole, fragments).expect("decodes");
+        assert_eq!(reference.photometric, Some("RGB"));
+        let split = object(syntax::JPEG_EXTENDED, &frames, &encode, 4, false);
+        let plan_split = plan(&split, syntax::JPEG_EXTENDED).expect("consistent").expect("ours");
+        let fragments = split.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()).expect("fragments");
+        assert!(decode_frames(&plan_split, fragments).expect("decodes").native == reference.native);
+        let max = reference.native.iter().zip(&expected).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+        assert!(max <= 12, "lossy error {max}");
+    }
+
     #[test]
     fn frame_data_borrows_one_fragment_and_joins_several() {
         let fragments = vec![vec![1, 2], vec![3], vec![4, 5]];
