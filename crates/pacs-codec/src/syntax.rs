@@ -1,6 +1,7 @@
 //! What this build reads and writes: the transfer syntax registry of dicom-rs (with the codec
-//! features compiled in) plus our own encoders (RLE Lossless, JPEG Lossless, JPEG 2000, colour
-//! JPEG-LS).
+//! features compiled in) plus our own decoders (RLE Lossless; with the `codecs` feature JPEG,
+//! JPEG-LS and JPEG 2000) and encoders (RLE Lossless, JPEG Lossless; with `codecs` JPEG Baseline
+//! and Extended, JPEG 2000, colour JPEG-LS).
 
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -54,7 +55,7 @@ pub fn is_lossy(uid: &str) -> bool {
 
 /// Whether objects in transfer syntax `uid` can be read, pixel data included.
 pub fn can_read(uid: &str) -> bool {
-    uid == RLE_LOSSLESS
+    crate::decode::Decoder::for_syntax(uid).is_some()
         || TransferSyntaxRegistry.get(uid).is_some_and(|ts| ts.can_decode_all() && (!ts.is_encapsulated_pixel_data() || has_decoder(ts.codec())))
 }
 
