@@ -36,10 +36,25 @@ fn transcode_converts_and_refuses_the_impossible() {
     assert_eq!(both[0]["pixels"], both[1]["pixels"]);
     assert_eq!(both[0]["uid"], both[1]["uid"]);
 
+    // JPEG Extended, 12 bits (16 allocated, 12 stored): a new, lossy instance that pydicom reads.
+    let twelve = pydicom_file("examples_overlay.dcm");
+    let extended = pacs.scratch("extended.dcm");
+    let run = pacs.run(&["transcode".as_ref(), twelve.as_os_str(), extended.as_os_str(), "-t".as_ref(), "1.2.840.10008.1.2.4.51".as_ref()]);
+    assert_eq!(exit_code(&run), 0, "{}", describe(&run));
+    let both = describe_files(&[&twelve, &extended]);
+    assert_eq!(both[1]["ts"], "1.2.840.10008.1.2.4.51");
+    assert_eq!(both[0]["shape"], both[1]["shape"]);
+    assert_ne!(both[0]["uid"], both[1]["uid"], "a lossy conversion makes a new instance");
+
+    // Signed samples beyond 12 bits do not fit in JPEG Extended: refused, nothing written.
     let refused = pacs.scratch("refused.dcm");
     let run = pacs.run(&["transcode".as_ref(), source.as_os_str(), refused.as_os_str(), "-t".as_ref(), "1.2.840.10008.1.2.4.51".as_ref()]);
-    assert_ne!(exit_code(&run), 0);
-    assert_error(&run, &["cannot transcode"]);
+    assert_error(&run, &["does not fit in the 12 bits of lossy JPEG"]);
+    assert!(!refused.exists(), "no output after a refused conversion");
+
+    // A syntax this build does not write (Explicit VR Big Endian, retired): refused up front.
+    let run = pacs.run(&["transcode".as_ref(), source.as_os_str(), refused.as_os_str(), "-t".as_ref(), "1.2.840.10008.1.2.2".as_ref()]);
+    assert_error(&run, &["cannot transcode", "1.2.840.10008.1.2.2", "cannot be encoded by this build"]);
     assert!(!refused.exists(), "no output after a refused conversion");
 }
 

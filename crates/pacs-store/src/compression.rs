@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn lossy_targets_need_allow_lossy_and_targets_must_be_writable() {
-        for lossy in ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91"] {
+        for lossy in ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91"] {
             let err = CompressionPolicy::new(vec![rule(Some("CT"), None, lossy)], false);
             assert!(matches!(err, Err(Error::InvalidConfig { .. })), "{lossy}: {err:?}");
             assert!(CompressionPolicy::new(vec![rule(Some("CT"), None, lossy)], true).is_ok(), "{lossy} allowed");
@@ -146,8 +146,8 @@ mod tests {
         }
         assert!(matches!(CompressionPolicy::new(vec![rule(None, None, "1.2.3.4")], true), Err(Error::InvalidConfig { .. })));
         assert!(
-            matches!(CompressionPolicy::new(vec![rule(None, None, "1.2.840.10008.1.2.4.51")], true), Err(Error::InvalidConfig { .. })),
-            "JPEG Extended is not written"
+            matches!(CompressionPolicy::new(vec![rule(None, None, "1.2.840.10008.1.2.4.201")], true), Err(Error::InvalidConfig { .. })),
+            "High-Throughput JPEG 2000 is not written"
         );
         assert!(CompressionPolicy::default().is_off());
     }
