@@ -8,8 +8,9 @@
 #   QUICK=1 bash benches/load/codec.sh    # the same
 #
 # Measures wall time, MB/s of pixel data and cores used for encoding Explicit VR Little Endian to
-# JPEG-LS lossless, JPEG 2000 lossless and RLE lossless and decoding back: `pacs transcode` vs
-# DCMTK (dcmcjpls/dcmdjpls, dcmcrle/dcmdrle; no JPEG 2000) vs GDCM (gdcmconv), on 512x512 16-bit
+# JPEG-LS lossless, JPEG 2000 lossless, RLE lossless and JPEG Extended (12-bit lossy, quality 85)
+# and decoding back: `pacs transcode` vs DCMTK (dcmcjpls/dcmdjpls, dcmcrle/dcmdrle,
+# dcmcjpeg/dcmdjpeg; no JPEG 2000) vs GDCM (gdcmconv; no 12-bit lossy JPEG), on 512x512 16-bit
 # CT slices (one process per file) and on one multi-frame object; checks every output's pixels
 # against the original and decodes every encoder's output with every decoder and pydicom. Then
 # the latency of rendering a 512x512 slice: `pacs render` vs dcm2pnm / dcmj2pnm / dcml2pnm.
@@ -30,7 +31,7 @@ QUICK=${QUICK:-0}
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,23p' "$SELF"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$SELF"; exit 0 ;;
         *) echo "codec.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +55,7 @@ trap 'exit 143' TERM
 
 
 # DCMTK and GDCM from Debian, called by absolute path.
-if [ ! -x /usr/bin/dcmcjpls ] || [ ! -x /usr/bin/dcmdrle ] || [ ! -x /usr/bin/dcm2pnm ] || [ ! -x /usr/bin/dcml2pnm ] || [ ! -x /usr/bin/gdcmconv ]; then
+if [ ! -x /usr/bin/dcmcjpls ] || [ ! -x /usr/bin/dcmdrle ] || [ ! -x /usr/bin/dcmcjpeg ] || [ ! -x /usr/bin/dcm2pnm ] || [ ! -x /usr/bin/dcml2pnm ] || [ ! -x /usr/bin/gdcmconv ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk libgdcm-tools >/dev/null
 fi

@@ -3,10 +3,15 @@
 
 Every tool is a process run on the same files in the same run:
 
-  encode  Explicit VR LE -> JPEG-LS lossless / JPEG 2000 lossless / RLE lossless
-          pacs transcode | dcmcjpls, dcmcrle (DCMTK has no JPEG 2000) | gdcmconv --jpegls/--j2k/--rle
+  encode  Explicit VR LE -> JPEG-LS lossless / JPEG 2000 lossless / RLE lossless / JPEG Extended
+          (12-bit lossy, quality 85)
+          pacs transcode | dcmcjpls, dcmcrle, dcmcjpeg +ee +q 85 +rm (DCMTK rescales the values to
+          the 12-bit range; +rm records that in Rescale Intercept for every SOP class, not only CT;
+          DCMTK has no JPEG 2000) |
+          gdcmconv --jpegls/--j2k/--rle (not JPEG Extended: gdcmconv --jpeg --lossy writes a
+          16-bit-precision DCT stream for 12-bit input, which no decoder reads)
   decode  back to Explicit VR LE, all decoders reading the same compressed files (pacs's output)
-          pacs transcode | dcmdjpls, dcmdrle | gdcmconv --raw
+          pacs transcode | dcmdjpls, dcmdrle, dcmdjpeg | gdcmconv --raw
   render  a 512x512 CT slice: pacs render (PNG 128x128, JPEG full size) | dcm2pnm, dcmj2pnm,
           dcml2pnm (JPEG-LS input)
 
@@ -15,7 +20,8 @@ included) and one multi-frame object (one process, where using both cores matter
 the median of the repetitions; CPU time (user + system of the children) over wall time says how
 many cores a tool kept busy. Outputs are verified: every decoded object has the original's pixel
 bytes, and every compressed output of every encoder is decoded by every decoder (and pydicom) to
-the original pixels.
+the original pixels; for lossy JPEG, to within LOSSY's bounds of the original in modality units
+(DCMTK's lossy encoder rescales the stored values and Rescale Intercept).
 
 The inputs are CT-like phantoms (body, lungs, bone, soft tissue, noise) so that compression
 ratios resemble real CT; the uniform noise of gen-corpus does not compress.
@@ -37,8 +43,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 EXPLICIT = "1.2.840.10008.1.2.1"
-SYNTAX = {"jls": "1.2.840.10008.1.2.4.80", "j2k": "1.2.840.10008.1.2.4.90", "rle": "1.2.840.10008.1.2.5"}
-CODEC_NAME = {"jls": "JPEG-LS lossless", "j2k": "JPEG 2000 lossless", "rle": "RLE lossless"}
+SYNTAX = {"jls": "1.2.840.10008.1.2.4.80", "j2k": "1.2.840.10008.1.2.4.90", "rle": "1.2.840.10008.1.2.5", "jpx": "1.2.840.10008.1.2.4.51"}
+CODEC_NAME = {"jls": "JPEG-LS lossless", "j2k": "JPEG 2000 lossless", "rle": "RLE lossless", "jpx": "JPEG Extended 12-bit q85"}
+# Lossy codecs: the largest and the mean absolute difference from the original, in modality units (HU).
+LOSSY = {"jpx": (64, 4.0)}
+QUALITY = "85"
 ROOT = "1.2.826.0.1.3680043.10.543.77"
 TOOLS = ("pacs", "dcmtk", "gdcm")
 TIMEOUT = 900  # seconds, per process
@@ -129,11 +138,12 @@ def generate(work, slices, frames):
 
 def encode_cmd(tool, codec, pacs, src, dst):
     if tool == "pacs":
-        return [pacs, "transcode", src, dst, "--transfer-syntax", SYNTAX[codec]]
+        return [pacs, "transcode", src, dst, "--transfer-syntax", SYNTAX[codec]] + (["--quality", QUALITY] if codec in LOSSY else [])
     if tool == "dcmtk":
-        return {"jls": ["/usr/bin/dcmcjpls", src, dst], "rle": ["/usr/bin/dcmcrle", src, dst]}.get(codec)
+        return {"jls": ["/usr/bin/dcmcjpls", src, dst], "rle": ["/usr/bin/dcmcrle", src, dst], "jpx": ["/usr/bin/dcmcjpeg", "+ee", "+q", QUALITY, "+rm", src, dst]}.get(codec)
     if tool == "gdcm":
-        return ["gdcmconv", {"jls": "--jpegls", "j2k": "--j2k", "rle": "--rle"}[codec], src, dst]
+        flag = {"jls": "--jpegls", "j2k": "--j2k", "rle": "--rle"}.get(codec)
+        return ["gdcmconv", flag, src, dst] if flag else None
     return None
 
 
@@ -141,7 +151,7 @@ def decode_cmd(tool, codec, pacs, src, dst):
     if tool == "pacs":
         return [pacs, "transcode", src, dst, "--transfer-syntax", EXPLICIT]
     if tool == "dcmtk":
-        return {"jls": ["/usr/bin/dcmdjpls", src, dst], "rle": ["/usr/bin/dcmdrle", src, dst]}.get(codec)
+        return {"jls": ["/usr/bin/dcmdjpls", src, dst], "rle": ["/usr/bin/dcmdrle", src, dst], "jpx": ["/usr/bin/dcmdjpeg", src, dst]}.get(codec)
     if tool == "gdcm":
         return ["gdcmconv", "--raw", src, dst]
     return None
@@ -190,7 +200,25 @@ def original_pixels(path):
     return bytes(ds.PixelData)[:n]
 
 
-def check_native(path, original, label, problems):
+def modality(ds, stored):
+    """Stored values (uint16 array) in modality units."""
+    return stored.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+
+
+def lossy_ok(ds, decoded, original, codec, label, problems):
+    """The decoded values are within LOSSY[codec] of the original (RescaleIntercept -1024), in HU."""
+    if decoded.size != len(original) // 2:
+        problems.append(f"{label}: {decoded.size} samples for {len(original) // 2}")
+        return False
+    diff = np.abs(modality(ds, decoded.ravel()) - (np.frombuffer(original, "<u2").astype(np.float64) - 1024))
+    max_err, mean_err = LOSSY[codec]
+    if diff.max() > max_err or diff.mean() > mean_err:
+        problems.append(f"{label}: decoded values off by {diff.max():.0f} HU at most (bound {max_err}), {diff.mean():.2f} on average (bound {mean_err})")
+        return False
+    return True
+
+
+def check_native(path, original, label, problems, codec=None):
     try:
         ds, data = pixel_bytes(path)
     except Exception as e:  # noqa: BLE001 - any read error is a problem to report
@@ -200,6 +228,8 @@ def check_native(path, original, label, problems):
     if ts not in (EXPLICIT, "1.2.840.10008.1.2"):
         problems.append(f"{label}: transfer syntax {ts}, not native")
         return False
+    if codec in LOSSY:
+        return lossy_ok(ds, np.frombuffer(data[: len(original)], "<u2"), original, codec, label, problems)
     if data[: len(original)] != original or len(data) < len(original):
         diff = np.frombuffer(data[: len(original)], "<u2") if len(data) >= len(original) else None
         detail = f"{len(data)} bytes for {len(original)}"
@@ -220,7 +250,9 @@ def check_compressed_pydicom(path, original, codec, label, problems):
             problems.append(f"{label}: written as {ts}, not {SYNTAX[codec]}")
             return
         arr = ds.pixel_array
-        if arr.astype("<u2").tobytes() != original:
+        if codec in LOSSY:
+            lossy_ok(ds, arr.astype(np.uint16), original, codec, label, problems)
+        elif arr.astype("<u2").tobytes() != original:
             a, b = arr.astype(np.int32).ravel(), np.frombuffer(original, "<u2").astype(np.int32)
             problems.append(f"{label}: pydicom decodes pixels differing from the original ({int((a != b).sum())} samples)")
     except Exception as e:  # noqa: BLE001
@@ -304,7 +336,7 @@ def main():
                     problems.append(f"{label}: {e}")
                     continue
                 for f, o in zip(files, dst):
-                    if not check_native(o, originals[f], f"{label}, {os.path.basename(f)}", problems):
+                    if not check_native(o, originals[f], f"{label}, {os.path.basename(f)}", problems, codec):
                         break
 
     # Cross-check: every encoder's output decoded by every other decoder and by pydicom (a few
@@ -331,7 +363,7 @@ def main():
                         label = f"{CODEC_NAME[codec]} by {enc} decoded by {dec}, {os.path.basename(f)}"
                         try:
                             run_all([cmd])
-                            check_native(os.path.join(a.scratch, "cross.dcm"), originals[f], label, problems)
+                            check_native(os.path.join(a.scratch, "cross.dcm"), originals[f], label, problems, codec)
                         except (Failure, subprocess.TimeoutExpired) as e:
                             problems.append(f"{label}: {e}")
                         cross[(codec, enc, dec)] = cross.get((codec, enc, dec), "ok") if len(problems) == n0 else "FAIL"
@@ -443,7 +475,7 @@ def write_report(a, sets, set_bytes, results, ratios, decode_source, cross, rend
         L.append("")
 
     L.append("## Interoperability\n")
-    L.append(f"Each encoder's output (one slice in {max(1, n_ct // 5)} and the multi-frame object) decoded by each decoder and by pydicom (pylibjpeg), pixels compared with the original:\n")
+    L.append(f"Each encoder's output (one slice in {max(1, n_ct // 5)} and the multi-frame object) decoded by each decoder and by pydicom (pylibjpeg), pixels compared with the original (lossy JPEG: within {LOSSY['jpx'][0]} HU at most and {LOSSY['jpx'][1]} on average):\n")
     decs = ["pacs", "dcmtk", "gdcm", "pydicom"]
     L.append("| codec | encoded by | " + " | ".join(f"decoded by {d}" for d in decs) + " |")
     L.append("|---|---|" + "---|" * len(decs))
