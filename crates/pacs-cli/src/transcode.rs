@@ -1,6 +1,5 @@
 //! `pacs transcode`: converts one DICOM file to another transfer syntax.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,12 +29,16 @@ pub struct TranscodeArgs {
 pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     let mut input = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let options = pacs_codec::TranscodeOptions { quality: args.quality, ..Default::default() };
-    let mut converted = Vec::new();
-    let report = pacs_codec::transcode_with(&mut input, &args.transfer_syntax, &options, &mut converted)
-        .with_context(|| format!("transcoding {} to {}", args.input.display(), args.transfer_syntax))?;
     let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| std::path::Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.write_all(&converted).and_then(|()| temp.as_file().sync_all()).with_context(|| format!("writing {}", args.output.display()))?;
+    // transcode_with writes nothing unless the conversion succeeded, and the temporary file
+    // becomes the output only then: no copy of the converted object in between.
+    let report = match pacs_codec::transcode_with(&mut input, &args.transfer_syntax, &options, &mut temp) {
+        Ok(report) => report,
+        Err(pacs_codec::Error::Write { source }) => return Err(anyhow::Error::new(source).context(format!("writing {}", args.output.display()))),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("transcoding {} to {}", args.input.display(), args.transfer_syntax))),
+    };
+    temp.as_file().sync_all().with_context(|| format!("writing {}", args.output.display()))?;
     temp.persist(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
     if args.json {
         let new_uid = report.new_sop_instance_uid.as_ref().map(|(old, new)| serde_json::json!({"old": old, "new": new}));

@@ -110,6 +110,11 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
     // One component per scan (ILV=0): CharLS gives the planes one after the other.
     let planar = components > 1 && scan_components(stream) == Some(1);
     let to = pixel.bits_allocated as usize / 8;
+    if !planar && (from == 1 || cfg!(target_endian = "little")) && from == to {
+        // CharLS's samples are already ours: interleaved, little endian, as wide.
+        out.copy_from_slice(&decoded[..out.len()]);
+        return Ok(None);
+    }
     for p in 0..pixels {
         for c in 0..components {
             let index = if planar { c * pixels + p } else { p * components + c };

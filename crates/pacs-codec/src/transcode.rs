@@ -88,7 +88,9 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 /// ```
 pub fn transcode_with(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions, out: &mut dyn Write) -> Result<TranscodeReport> {
     let (object, report) = convert(input, target_ts, options)?;
-    let mut buffer = Vec::new();
+    // Sized for the pixel data up front: growing a buffer of tens of megabytes by doubling copies
+    // it several times.
+    let mut buffer = Vec::with_capacity(pixel_data_len(&object).saturating_add(64 * 1024));
     let written = match options.output {
         Output::File => object.write_all(&mut buffer),
         Output::DataSet => object.write_dataset(&mut buffer),
@@ -209,6 +211,15 @@ fn wide_samples_in_order(object: &mut DefaultDicomObject) {
     crate::render::words_in_sample_order(&mut bytes, bits);
     let words: Vec<u16> = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
     object.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(words.into())));
+}
+
+/// The bytes of the Pixel Data value: native, or fragments with their item headers.
+fn pixel_data_len(object: &DefaultDicomObject) -> usize {
+    let Some(value) = object.get(tags::PIXEL_DATA).map(|e| e.value()) else { return 0 };
+    match value.fragments() {
+        Some(fragments) => fragments.iter().map(|f| f.len() + 8).sum::<usize>() + 8 + value.offset_table().map_or(0, |t| t.len() * 4),
+        None => value.primitive().map_or(0, |p| p.calculate_byte_len()),
+    }
 }
 
 /// Whether the pixel data had already been through lossy compression.
