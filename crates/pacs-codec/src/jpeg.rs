@@ -16,7 +16,9 @@
 //!   bits). Samples are coded as their bit patterns of that precision, the way JPEG Lossless
 //!   codes signed pixel data: unsigned values must be below 2^P, signed ones (two's complement,
 //!   Bits Stored wide) within -2^(P-1) and 2^(P-1) - 1. [`lossy_precision`] gives P; the caller
-//!   sets Bits Stored to it and High Bit to P - 1, so that decoders read the values back.
+//!   sets Bits Stored to it and High Bit to P - 1, so that decoders read the values back. (Where
+//!   signed values cross zero the bit pattern jumps from all ones to zero, so the error of lossy
+//!   coding grows at those edges.)
 //! - MONOCHROME1 and MONOCHROME2 are one component. Colour (RGB; YBR_FULL is turned into RGB
 //!   first) is coded as YCbCr with 4:2:2 chrominance subsampling, as DCMTK does by default: the
 //!   object becomes [`COLOUR_PHOTOMETRIC`] (YBR_FULL_422, PS3.3 C.7.6.3.1.2), Planar

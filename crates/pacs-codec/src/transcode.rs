@@ -33,9 +33,8 @@ pub enum Output {
 #[derive(Clone, Debug, Default)]
 pub struct TranscodeOptions {
     /// Quality of lossy encoders, 0 to 100 (JPEG Baseline and Extended: 85 by default, 0 taken as
-    /// 1; JPEG-LS near-lossless:
-    /// 100, that is lossless, by default; JPEG 2000: 85 by default, a compression ratio of
-    /// 1 + (100 - quality) / 2, and 100 is lossless).
+    /// 1; JPEG-LS near-lossless: 100, that is lossless, by default; JPEG 2000: 85 by default, a
+    /// compression ratio of 1 + (100 - quality) / 2, and 100 is lossless).
     pub quality: Option<u8>,
     /// What to write.
     pub output: Output,
