@@ -226,6 +226,8 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
     let format = if components == 3 { tj::TJPF_TJPF_RGB } else { tj::TJPF_TJPF_GRAY };
     let samples = pixel.pixels() * components as usize;
     let what = "decoding";
+    // Samples of more than 8 bits go straight into `out` when it can hold them as they are.
+    let in_place = cfg!(target_endian = "little") && pixel.bits_allocated == 16 && out.as_ptr().align_offset(2) == 0;
     match (precision, pixel.bits_allocated) {
         (2..=8, 8) => handle.run(what, |h| {
             // SAFETY: the handle is a live decompressor whose header matched `out`: width ×
@@ -243,6 +245,17 @@ pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -
                 target.copy_from_slice(&u16::from(value).to_le_bytes());
             }
         }
+        (9..=12, _) if in_place => handle.run(what, |h| {
+            // SAFETY: as above; `out` holds `samples` 16-bit samples (out.len() is
+            // 2 × samples, Bits Allocated 16) at a 2-aligned address (checked), any bit pattern
+            // is a valid `i16`, and on a little-endian host an `i16` of 0 to 4095 is its
+            // little-endian bytes.
+            unsafe { tj::tj3Decompress12(h, stream.as_ptr(), stream.len() as tj::size_t, out.as_mut_ptr().cast::<i16>(), 0, format) }
+        })?,
+        (13..=16, _) if in_place => handle.run(what, |h| {
+            // SAFETY: as for 12 bits, with `u16`s.
+            unsafe { tj::tj3Decompress16(h, stream.as_ptr(), stream.len() as tj::size_t, out.as_mut_ptr().cast::<u16>(), 0, format) }
+        })?,
         (9..=12, _) => {
             let mut decoded = vec![0i16; samples];
             handle.run(what, |h| {
@@ -459,6 +472,11 @@ mod tests {
         assert_eq!(stream.len() % 2, 0);
         let (decoded, photometric) = decode(&stream, &module(40, 56, 1, 16, "MONOCHROME2"));
         assert_eq!(photometric, None);
+        // Into a buffer at an odd address: through a copy, the same samples.
+        let mut unaligned = vec![0u8; decoded.len() + 1];
+        let start = usize::from(unaligned.as_ptr().align_offset(2) == 0);
+        decode_frame(&stream, &module(40, 56, 1, 16, "MONOCHROME2"), &mut unaligned[start..start + decoded.len()]).expect("decodes");
+        assert!(unaligned[start..start + decoded.len()] == decoded[..]);
         let errors: Vec<i32> = decoded
             .chunks_exact(2)
             .zip(samples.chunks_exact(2))
