@@ -60,7 +60,7 @@ impl Decoder {
     }
 
     /// Whether frames of `pixel` are ours to decode.
-    fn covers(self, pixel: &PixelModule) -> bool {
+    pub(crate) fn covers(self, pixel: &PixelModule) -> bool {
         if pixel.rows == 0 || pixel.columns == 0 {
             return false;
         }
@@ -101,7 +101,7 @@ impl Decoder {
     }
 
     /// Whether a fragment begins a compressed frame of this codec.
-    fn starts_frame(self, fragment: &[u8]) -> bool {
+    pub(crate) fn starts_frame(self, fragment: &[u8]) -> bool {
         #[cfg(not(feature = "codecs"))]
         let _ = fragment;
         match self {
@@ -155,7 +155,7 @@ pub(crate) fn plan(object: &DefaultDicomObject, ts: &str) -> Result<Option<Plan>
 }
 
 /// The image pixel module of `object`, when it has Rows, Columns and Bits Allocated.
-fn pixel_module(object: &DefaultDicomObject) -> Option<PixelModule> {
+pub(crate) fn pixel_module(object: &DefaultDicomObject) -> Option<PixelModule> {
     let bits_allocated = int(object, tags::BITS_ALLOCATED)?;
     Some(PixelModule {
         rows: int(object, tags::ROWS)?,

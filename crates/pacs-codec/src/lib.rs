@@ -38,9 +38,11 @@ mod jpeg_lossless;
 mod jpegls;
 pub mod render;
 pub mod rle;
+mod stream;
 pub mod syntax;
 mod transcode;
 
 pub use error::{Error, Result};
+pub use stream::STREAM_THRESHOLD;
 pub use syntax::{can_read, can_transcode, can_write};
 pub use transcode::{Output, TranscodeOptions, TranscodeReport, transcode, transcode_with};

@@ -14,6 +14,7 @@ use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::decode;
+use crate::stream;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::rle::{self, FrameLayout};
@@ -38,6 +39,10 @@ pub struct TranscodeOptions {
     pub quality: Option<u8>,
     /// What to write.
     pub output: Output,
+    /// The decoded size of the pixel data above which a multi-frame object is converted frame
+    /// by frame (see [`transcode_with`]); [`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD) when
+    /// `None`. `Some(u64::MAX)` keeps every conversion in memory, all or nothing.
+    pub stream_threshold: Option<u64>,
 }
 
 /// What a conversion did.
@@ -55,6 +60,9 @@ pub struct TranscodeReport {
     /// The new SOP Instance UID given to the object because the conversion was lossy, with the
     /// old one: `(old, new)`.
     pub new_sop_instance_uid: Option<(String, String)>,
+    /// Whether the object was converted frame by frame, in bounded memory (see
+    /// [`transcode_with`]).
+    pub streamed: bool,
 }
 
 /// Reads a Part 10 object from `input`, converts it to `target_ts` and writes it to `out`.
@@ -67,14 +75,32 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 /// `target_ts` and writes it to `out` as `options.output` says.
 ///
 /// The File Meta Information follows (transfer syntax, and the Media Storage SOP Instance UID
-/// when that changes). Encapsulated output has one fragment per frame and a Basic Offset Table.
+/// when that changes). Encapsulated output has one fragment per frame, and a Basic Offset Table
+/// when converted in memory.
 /// Into a lossy syntax from pixel data that was not lossy yet, the object gets a new SOP Instance
 /// UID and Lossy Image Compression `01`.
 ///
-/// The whole object is in memory, its decoded pixel data included. Nothing is written unless the
-/// conversion succeeded, so a failure never leaves a partial object in `out` (beyond what the
-/// writer itself buffers for an I/O error). A decoder that panics on corrupt data is reported as
-/// [`Error::PixelData`].
+/// Two paths, chosen once the data set up to its Pixel Data has been read:
+///
+/// - **Frame by frame** (bounded memory): a multi-frame object whose decoded pixel data is above
+///   `options.stream_threshold` ([`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD), 64 MiB, by
+///   default), from Implicit or Explicit VR Little Endian or a syntax one of our decoders reads,
+///   to Implicit or Explicit VR Little Endian or a lossless syntax one of our encoders writes
+///   (RLE, JPEG Lossless, colour JPEG-LS lossless, JPEG 2000 lossless). The frames are read,
+///   converted on every core and written a batch of about two per core at a time, so memory is
+///   a few frames, whatever the size of the object. Encapsulated output then has an empty Basic
+///   Offset Table (PS3.5 A.4), and JPEG Lossless takes each frame's sample precision from that
+///   frame. What the attributes or the first batch of frames make impossible fails with nothing
+///   written; **but a frame that fails to decode after the first batch fails the conversion
+///   with a partial object already written to `out`** (the error says so). A caller that must
+///   not keep partial output writes to a buffer or a temporary file it discards on error, or
+///   sets `stream_threshold` to `Some(u64::MAX)`.
+/// - **In memory** (everything else: single frames, smaller objects, lossy targets, Deflated
+///   and Big Endian, dicom-rs's codecs): the whole object is in memory, its decoded pixel data
+///   included. Nothing is written unless the conversion succeeded, so a failure never leaves a
+///   partial object in `out` (beyond what the writer itself buffers for an I/O error).
+///
+/// A decoder that panics on corrupt data is reported as [`Error::PixelData`].
 ///
 /// # Example
 ///
@@ -86,7 +112,14 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn transcode_with(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions, out: &mut dyn Write) -> Result<TranscodeReport> {
-    let (object, report) = convert(input, target_ts, options)?;
+    let target = target_ts.trim_end_matches('\0').trim();
+    let read = match stream::transcode(input, target, options, out)? {
+        stream::Outcome::Done(report) => return Ok(report),
+        stream::Outcome::Declined(read) => read,
+    };
+    // In memory: the bytes the streaming path read, then the rest of the input.
+    let mut input = std::io::Cursor::new(read).chain(input);
+    let (object, report) = convert(&mut input, target_ts, options)?;
     // Sized for the pixel data up front: growing a buffer of tens of megabytes by doubling copies
     // it several times.
     let mut buffer = Vec::with_capacity(pixel_data_len(&object).saturating_add(64 * 1024));
@@ -129,6 +162,7 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
         frames,
         pixel_data_reencoded: false,
         new_sop_instance_uid: None,
+        streamed: false,
     };
     if from == target_ts {
         return Ok((object, report));
@@ -227,7 +261,7 @@ fn already_lossy(object: &DefaultDicomObject, from: &str) -> bool {
 }
 
 /// The layout of one native frame of `object`.
-fn frame_layout(object: &DefaultDicomObject) -> std::result::Result<FrameLayout, String> {
+pub(crate) fn frame_layout(object: &DefaultDicomObject) -> std::result::Result<FrameLayout, String> {
     let rows = int(object, tags::ROWS).ok_or("no Rows")? as usize;
     let columns = int(object, tags::COLUMNS).ok_or("no Columns")? as usize;
     let samples_per_pixel = int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
@@ -251,13 +285,7 @@ fn decode_to_native(object: &mut DefaultDicomObject, plan: &decode::Plan) -> std
     }
     let vr = if plan.pixel.bits_allocated == 8 { VR::OB } else { VR::OW };
     object.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::from(native)));
-    if plan.pixel.samples_per_pixel > 1 {
-        object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
-    }
-    if let Some(photometric) = decoded.photometric {
-        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric));
-    }
-    remove_encapsulation_attributes(object);
+    mark_decoded(object, plan.pixel.samples_per_pixel, decoded.photometric);
     let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).ok_or("no Explicit VR Little Endian")?;
     object.update_meta(|meta| meta.set_transfer_syntax(explicit));
     Ok(())
@@ -278,6 +306,19 @@ fn check_native_length(object: &DefaultDicomObject) -> std::result::Result<(), S
     Ok(())
 }
 
+/// The attribute changes of decoding encapsulated pixel data to native: samples interleaved
+/// (Planar Configuration 0), the Photometric Interpretation the decoder gives when it changed,
+/// and no more offset tables. The streaming path makes the same changes to the header it writes.
+pub(crate) fn mark_decoded(object: &mut DefaultDicomObject, samples_per_pixel: u32, photometric: Option<&str>) {
+    if samples_per_pixel > 1 {
+        object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    if let Some(photometric) = photometric {
+        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric));
+    }
+    remove_encapsulation_attributes(object);
+}
+
 /// Removes what describes fragments that are gone: the Extended Offset Table, its lengths and
 /// the Encapsulated Pixel Data Value Total Length.
 fn remove_encapsulation_attributes(object: &mut DefaultDicomObject) {
@@ -288,7 +329,7 @@ fn remove_encapsulation_attributes(object: &mut DefaultDicomObject) {
 
 /// One of our own encoders, chosen for a target syntax (the others are dicom-rs's).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum OwnEncoder {
+pub(crate) enum OwnEncoder {
     /// RLE Lossless (`rle.rs`).
     Rle,
     /// JPEG Lossless, selection value 1, for both JPEG Lossless syntaxes (`jpeg_lossless.rs`).
@@ -317,7 +358,7 @@ enum OwnEncoder {
 const JPEG_QUALITY: u8 = 85;
 
 /// Whether one of our encoders writes `target_ts` for pixel data of `samples_per_pixel` samples.
-fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> Option<OwnEncoder> {
+pub(crate) fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> Option<OwnEncoder> {
     #[cfg(not(feature = "codecs"))]
     let _ = (samples_per_pixel, quality);
     match target_ts {
@@ -340,26 +381,38 @@ fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Option<u8>) -> 
 }
 
 /// Encodes one native frame into one fragment.
-type FrameEncoder = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String> + Send + Sync>;
+pub(crate) type FrameEncoder = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String> + Send + Sync>;
 
-/// Replaces the native Pixel Data of `object` by fragments of `encoder`, one per frame, with a
-/// Basic Offset Table when there are several frames.
-fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::result::Result<(), String> {
-    let layout = frame_layout(object)?;
-    let photometric = object.get(tags::PHOTOMETRIC_INTERPRETATION).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_owned()).unwrap_or_default();
-    let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
-    let pixels = object.get(tags::PIXEL_DATA).ok_or("no Pixel Data")?.to_bytes().map_err(|e| e.to_string())?;
-    let frame_len = layout.frame_len();
-    if frame_len == 0 || pixels.len() < frame_len * frames {
-        return Err(format!("Pixel Data has {} bytes, {frames} frames of {frame_len} expected", pixels.len()));
-    }
-    let (bits_stored, signed) =
-        (int(object, tags::BITS_STORED).unwrap_or(layout.bytes_per_sample as u32 * 8), int(object, tags::PIXEL_REPRESENTATION) == Some(1));
+/// One of our encoders made ready for the frames of an object, with the attribute changes its
+/// encoding makes.
+pub(crate) struct EncoderSetup {
+    /// Encodes one native frame.
+    pub encode: FrameEncoder,
+    /// The Lossy Image Compression Method to record, for a lossy encoding.
+    pub lossy_method: Option<&'static str>,
+    /// The Photometric Interpretation of the encoded frames, when it changes.
+    pub photometric: Option<&'static str>,
+    /// The Bits Stored of the encoded frames, when it changes.
+    pub bits_stored: Option<u32>,
+}
+
+/// Makes `encoder` ready for native frames of `layout`, `photometric`, `bits_stored` and
+/// signedness `signed`; an error when the encoder cannot hold such frames. JPEG Lossless takes
+/// its sample precision from `samples` (every frame) when given, from each frame otherwise.
+pub(crate) fn encoder_setup(
+    encoder: OwnEncoder,
+    layout: FrameLayout,
+    photometric: &str,
+    bits_stored: u32,
+    signed: bool,
+    samples: Option<&[u8]>,
+) -> std::result::Result<EncoderSetup, String> {
+    let photometric = photometric.to_owned();
     #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
     let mut lossy_method = None;
     // What the encoding changes in the image pixel module: Photometric Interpretation, Bits Stored.
     #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
-    let mut photometric_out: Option<&str> = None;
+    let mut photometric_out: Option<&'static str> = None;
     #[cfg_attr(not(feature = "codecs"), allow(unused_mut))]
     let mut bits_stored_out: Option<u32> = None;
     let encode: FrameEncoder = match encoder {
@@ -373,8 +426,22 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2" | "PALETTE COLOR" | "RGB" | "YBR_FULL") {
                 return Err(format!("JPEG Lossless encoding of {photometric} pixel data"));
             }
-            let precision = crate::jpeg_lossless::precision(&pixels[..frame_len * frames], layout.bytes_per_sample as u32 * 8, bits_stored)?;
-            Box::new(move |samples| crate::jpeg_lossless::encode_frame(&Frame::new(samples, layout, bits_stored, signed), precision))
+            let bits_allocated = layout.bytes_per_sample as u32 * 8;
+            match samples {
+                Some(samples) => {
+                    let precision = crate::jpeg_lossless::precision(samples, bits_allocated, bits_stored)?;
+                    Box::new(move |samples| crate::jpeg_lossless::encode_frame(&Frame::new(samples, layout, bits_stored, signed), precision))
+                }
+                None => {
+                    // Checked once here so that an impossible Bits Stored fails before any frame.
+                    crate::jpeg_lossless::precision(&[], bits_allocated, bits_stored)?;
+                    Box::new(move |samples| {
+                        // Each frame is a JPEG stream of its own: its precision is its own too.
+                        let precision = crate::jpeg_lossless::precision(samples, bits_allocated, bits_stored)?;
+                        crate::jpeg_lossless::encode_frame(&Frame::new(samples, layout, bits_stored, signed), precision)
+                    })
+                }
+            }
         }
         #[cfg(feature = "codecs")]
         OwnEncoder::JpegLs { near, quality } => {
@@ -411,19 +478,68 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
             if layout.samples_per_pixel > 1 {
                 photometric_out = Some(crate::jpeg::COLOUR_PHOTOMETRIC);
             }
-            let photometric = photometric.clone();
             Box::new(move |samples| {
                 crate::jpeg::encode_frame(&Frame::new(samples, layout, bits_stored, signed), &photometric, quality).map_err(|e| e.to_string())
             })
         }
     };
+    Ok(EncoderSetup { encode, lossy_method, photometric: photometric_out, bits_stored: bits_stored_out })
+}
+
+/// The attribute changes of encoding native frames with `setup`: samples interleaved (Planar
+/// Configuration 0), the Photometric Interpretation and Bits Stored the encoder writes, no
+/// offset tables of the old pixel data, and for a lossy encoding its `ratio` and method. The
+/// streaming path makes the same changes to the header it writes.
+pub(crate) fn mark_encoded(object: &mut DefaultDicomObject, samples_per_pixel: usize, setup: &EncoderSetup, ratio: Option<f64>) {
+    remove_encapsulation_attributes(object);
+    if samples_per_pixel > 1 {
+        object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    if let Some(photometric) = setup.photometric {
+        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric));
+    }
+    if let Some(bits) = setup.bits_stored {
+        object.put(DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits as u16)));
+        object.put(DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits as u16 - 1)));
+    }
+    if let Some(method) = setup.lossy_method {
+        // PS3.3 C.7.6.1.1.5: the ratio and method of each lossy step, appended to earlier ones.
+        let ratio = format!("{:.4}", ratio.unwrap_or(1.0));
+        append_value(object, tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, &ratio);
+        append_value(object, tags::LOSSY_IMAGE_COMPRESSION_METHOD, VR::CS, method);
+    }
+}
+
+/// The Photometric Interpretation of `object` (empty when absent).
+pub(crate) fn photometric(object: &DefaultDicomObject) -> String {
+    object.get(tags::PHOTOMETRIC_INTERPRETATION).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').trim().to_owned()).unwrap_or_default()
+}
+
+/// Bits Stored (Bits Allocated when absent) and Pixel Representation 1 of `object`.
+pub(crate) fn bits_stored_and_sign(object: &DefaultDicomObject, layout: FrameLayout) -> (u32, bool) {
+    (int(object, tags::BITS_STORED).unwrap_or(layout.bytes_per_sample as u32 * 8), int(object, tags::PIXEL_REPRESENTATION) == Some(1))
+}
+
+/// Replaces the native Pixel Data of `object` by fragments of `encoder`, one per frame, with a
+/// Basic Offset Table when there are several frames.
+fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::result::Result<(), String> {
+    let layout = frame_layout(object)?;
+    let photometric = photometric(object);
+    let frames = int(object, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    let pixels = object.get(tags::PIXEL_DATA).ok_or("no Pixel Data")?.to_bytes().map_err(|e| e.to_string())?;
+    let frame_len = layout.frame_len();
+    if frame_len == 0 || pixels.len() < frame_len * frames {
+        return Err(format!("Pixel Data has {} bytes, {frames} frames of {frame_len} expected", pixels.len()));
+    }
+    let (bits_stored, signed) = bits_stored_and_sign(object, layout);
+    let setup = encoder_setup(encoder, layout, &photometric, bits_stored, signed, Some(&pixels[..frame_len * frames]))?;
     // Frames are independent: a multi-frame object is encoded on every core.
     let encoded: Vec<Vec<u8>> = {
         use rayon::prelude::*;
         pixels[..frame_len * frames]
             .par_chunks_exact(frame_len)
             .enumerate()
-            .map(|(i, frame)| encode(frame).map_err(|e| if frames > 1 { format!("frame {}: {e}", i + 1) } else { e }))
+            .map(|(i, frame)| (setup.encode)(frame).map_err(|e| if frames > 1 { format!("frame {}: {e}", i + 1) } else { e }))
             .collect::<std::result::Result<_, _>>()?
     };
     let mut fragments = Vec::with_capacity(frames);
@@ -440,24 +556,9 @@ fn encode_frames(object: &mut DefaultDicomObject, encoder: OwnEncoder) -> std::r
     if frames == 1 {
         offsets.clear();
     }
-    remove_encapsulation_attributes(object);
     object.put(DataElement::new_with_len(tags::PIXEL_DATA, VR::OB, Length::UNDEFINED, PixelFragmentSequence::new(offsets, fragments)));
-    if layout.samples_per_pixel > 1 {
-        object.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
-    }
-    if let Some(photometric) = photometric_out {
-        object.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric));
-    }
-    if let Some(bits) = bits_stored_out {
-        object.put(DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits as u16)));
-        object.put(DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits as u16 - 1)));
-    }
-    if let Some(method) = lossy_method {
-        // PS3.3 C.7.6.1.1.5: the ratio and method of each lossy step, appended to earlier ones.
-        let ratio = format!("{:.4}", (frame_len * frames) as f64 / compressed.max(1) as f64);
-        append_value(object, tags::LOSSY_IMAGE_COMPRESSION_RATIO, VR::DS, &ratio);
-        append_value(object, tags::LOSSY_IMAGE_COMPRESSION_METHOD, VR::CS, method);
-    }
+    let ratio = (frame_len * frames) as f64 / compressed.max(1) as f64;
+    mark_encoded(object, layout.samples_per_pixel, &setup, Some(ratio));
     Ok(())
 }
 
@@ -472,11 +573,13 @@ fn append_value(object: &mut DefaultDicomObject, tag: dicom_core::Tag, vr: VR, v
     object.put(DataElement::new(tag, vr, PrimitiveValue::Strs(values.into())));
 }
 
-fn int(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {
+/// An attribute of `object` as an unsigned number.
+pub(crate) fn int(object: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u32> {
     object.get(tag).and_then(|e| e.to_int::<u32>().ok())
 }
 
-fn sop_instance_uid(object: &DefaultDicomObject) -> String {
+/// The SOP Instance UID of `object` (empty when absent).
+pub(crate) fn sop_instance_uid(object: &DefaultDicomObject) -> String {
     object.get(tags::SOP_INSTANCE_UID).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').trim().to_owned()).unwrap_or_default()
 }
 
