@@ -1,5 +1,6 @@
 //! `pacs transcode`: converts one DICOM file to another transfer syntax.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,17 +27,26 @@ pub struct TranscodeArgs {
 }
 
 /// Converts `args.input` into `args.output`; a failure leaves no output file.
+///
+/// The object is converted into a temporary file next to the output, renamed over it only once
+/// the conversion succeeded (a temporary file left by a failure is removed). A large multi-frame
+/// object is converted frame by frame straight into that file, in memory bounded by a few frames
+/// (see `pacs_codec::transcode_with`).
 pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
-    let mut input = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let input = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
     let options = pacs_codec::TranscodeOptions { quality: args.quality, ..Default::default() };
     let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| std::path::Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    // transcode_with writes nothing unless the conversion succeeded, and the temporary file
-    // becomes the output only then: no copy of the converted object in between.
-    let report = match pacs_codec::transcode_with(&mut input, &args.transfer_syntax, &options, &mut temp) {
-        Ok(report) => report,
-        Err(pacs_codec::Error::Write { source }) => return Err(anyhow::Error::new(source).context(format!("writing {}", args.output.display()))),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("transcoding {} to {}", args.input.display(), args.transfer_syntax))),
+    let report = {
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        let report = match pacs_codec::transcode_with(&mut input, &args.transfer_syntax, &options, &mut writer) {
+            Ok(report) => report,
+            Err(pacs_codec::Error::Write { source }) => return Err(anyhow::Error::new(source).context(format!("writing {}", args.output.display()))),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("transcoding {} to {}", args.input.display(), args.transfer_syntax))),
+        };
+        writer.flush().with_context(|| format!("writing {}", args.output.display()))?;
+        report
     };
     temp.as_file().sync_all().with_context(|| format!("writing {}", args.output.display()))?;
     temp.persist(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
@@ -50,6 +60,7 @@ pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
                 "frames": report.frames,
                 "pixel_data_reencoded": report.pixel_data_reencoded,
                 "new_sop_instance_uid": new_uid,
+                "streamed": report.streamed,
             })
         );
     } else {

@@ -126,3 +126,182 @@ fn the_ingest_policy_of_pacs_toml_compresses_what_it_matches() {
         .expect("write pacs.toml");
     assert_error(&pacs.run(&["stats"]), &["allow_lossy"]);
 }
+
+/// One element in Explicit VR Little Endian.
+fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(vr);
+    if matches!(vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// A text value padded to even with `pad`.
+fn padded(text: &str, pad: u8) -> Vec<u8> {
+    let mut value = text.as_bytes().to_vec();
+    if value.len() % 2 == 1 {
+        value.push(pad);
+    }
+    value
+}
+
+/// Writes a native multi-frame object of `frames` frames of 512 × 512 16-bit samples (12 stored)
+/// to `path` a frame at a time, without holding it in memory; returns the size of its pixel data.
+fn write_large_native(path: &Path, frames: u32) -> u64 {
+    use std::io::Write;
+    let (rows, columns) = (512u16, 512u16);
+    let ts = "1.2.840.10008.1.2.1";
+    let (class, instance) = ("1.2.840.10008.5.1.4.1.1.7", "2.25.4242");
+    let meta: Vec<u8> = [
+        element(2, 1, b"OB", &[0, 1]),
+        element(2, 2, b"UI", &padded(class, 0)),
+        element(2, 3, b"UI", &padded(instance, 0)),
+        element(2, 0x10, b"UI", &padded(ts, 0)),
+        element(2, 0x12, b"UI", &padded("2.25.1", 0)),
+    ]
+    .concat();
+    let frame_len = u64::from(rows) * u64::from(columns) * 2;
+    let us = |v: u16| v.to_le_bytes().to_vec();
+    let header: Vec<u8> = [
+        vec![0u8; 128],
+        b"DICM".to_vec(),
+        element(2, 0, b"UL", &(meta.len() as u32).to_le_bytes()),
+        meta,
+        element(8, 0x16, b"UI", &padded(class, 0)),
+        element(8, 0x18, b"UI", &padded(instance, 0)),
+        element(0x28, 2, b"US", &us(1)),
+        element(0x28, 4, b"CS", &padded("MONOCHROME2", b' ')),
+        element(0x28, 8, b"IS", &padded(&frames.to_string(), b' ')),
+        element(0x28, 0x10, b"US", &us(rows)),
+        element(0x28, 0x11, b"US", &us(columns)),
+        element(0x28, 0x100, b"US", &us(16)),
+        element(0x28, 0x101, b"US", &us(12)),
+        element(0x28, 0x102, b"US", &us(11)),
+        element(0x28, 0x103, b"US", &us(0)),
+    ]
+    .concat();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    file.write_all(&header).unwrap();
+    let pixel_len = frame_len * u64::from(frames);
+    file.write_all(&element(0x7FE0, 0x10, b"OW", &[])[..8]).unwrap();
+    file.write_all(&(pixel_len as u32).to_le_bytes()).unwrap();
+    let mut frame = vec![0u8; frame_len as usize];
+    for f in 0..frames {
+        // A ramp, another per frame, with a block of noise-like values: not all runs.
+        for (i, sample) in frame.chunks_exact_mut(2).enumerate() {
+            let (x, y) = (i as u32 % u32::from(columns), i as u32 / u32::from(columns));
+            let v = if x < 64 { (x * 7919 + y * 104_729 + f * 31) % 4096 } else { (x + y + f) % 4096 };
+            sample.copy_from_slice(&(v as u16).to_le_bytes());
+        }
+        file.write_all(&frame).unwrap();
+    }
+    file.flush().unwrap();
+    pixel_len
+}
+
+/// Runs `pacs transcode INPUT OUTPUT -t TS --json` under `/usr/bin/time`: the output and the
+/// peak resident set size of `pacs`, in bytes.
+fn transcode_measured(pacs: &Pacs, input: &Path, output: &Path, ts: &str) -> (std::process::Output, u64) {
+    let mut command = std::process::Command::new("/usr/bin/time");
+    command.arg("-f").arg("peak-rss-kb=%M").arg(PACS).arg("--data-dir").arg(pacs.data_dir());
+    command.arg("transcode").arg(input).arg(output).arg("-t").arg(ts).arg("--json").stdin(std::process::Stdio::null());
+    command.env_remove("RUST_LOG");
+    let run = command.output().expect("/usr/bin/time runs pacs");
+    let err = stderr(&run);
+    let kb: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time:\n{}", describe(&run)));
+    (run, kb * 1024)
+}
+
+/// The SHA-256 of the last `len` bytes of a file, read a piece at a time.
+fn tail_digest(path: &Path, len: u64) -> Vec<u8> {
+    use sha2::Digest;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).unwrap();
+    let size = file.metadata().unwrap().len();
+    file.seek(SeekFrom::Start(size - len)).unwrap();
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    hasher.finalize().to_vec()
+}
+
+/// The file offsets of the fragments of the encapsulated Pixel Data of a file (after the Basic
+/// Offset Table), found by walking its items.
+fn fragment_offsets(path: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap();
+    let start = bytes.windows(12).position(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]).expect("encapsulated Pixel Data");
+    let mut at = start + 12;
+    let mut offsets = Vec::new();
+    let mut first = true;
+    while bytes[at..at + 4] == [0xFE, 0xFF, 0x00, 0xE0] {
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]) as usize;
+        if !first {
+            offsets.push(at as u64 + 8);
+        }
+        first = false;
+        at += 8 + len;
+    }
+    assert_eq!(bytes[at..at + 4], [0xFE, 0xFF, 0xDD, 0xE0], "a sequence delimiter after the items");
+    offsets
+}
+
+#[test]
+fn transcode_streams_large_multi_frame_objects_in_bounded_memory() {
+    let pacs = Pacs::new();
+    let native = pacs.scratch("large.dcm");
+    let frames = 300;
+    let pixel_len = write_large_native(&native, frames);
+    assert_eq!(pixel_len, 150 * 1024 * 1024);
+
+    // Native to RLE, then back: frame by frame, the memory a small part of the object.
+    let rle = pacs.scratch("large_rle.dcm");
+    let (run, peak) = transcode_measured(&pacs, &native, &rle, "1.2.840.10008.1.2.5");
+    assert_eq!(exit_code(&run), 0, "{}", describe(&run));
+    let report: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(report["streamed"], true, "{report}");
+    assert_eq!(report["frames"], frames);
+    eprintln!("native to RLE, {pixel_len} bytes of pixel data: peak RSS {peak} bytes");
+    assert!(peak < pixel_len / 3, "peak RSS {peak} bytes for {pixel_len} bytes of pixel data");
+    assert_eq!(fragment_offsets(&rle).len(), frames as usize, "one fragment per frame");
+
+    let back = pacs.scratch("large_back.dcm");
+    let (run, peak) = transcode_measured(&pacs, &rle, &back, "1.2.840.10008.1.2.1");
+    assert_eq!(exit_code(&run), 0, "{}", describe(&run));
+    eprintln!("RLE to native: peak RSS {peak} bytes");
+    assert!(peak < pixel_len / 3, "peak RSS {peak} bytes for {pixel_len} bytes of pixel data");
+    // The pixel data ends both files: the same bytes.
+    assert_eq!(tail_digest(&back, pixel_len), tail_digest(&native, pixel_len), "the same pixels after RLE and back");
+    std::fs::remove_file(&native).unwrap();
+    std::fs::remove_file(&back).unwrap();
+
+    // A corrupt frame in the middle: an error on one line, and no output file.
+    use std::io::{Seek, SeekFrom, Write};
+    let middle = fragment_offsets(&rle)[frames as usize / 2];
+    let mut file = std::fs::OpenOptions::new().write(true).open(&rle).unwrap();
+    file.seek(SeekFrom::Start(middle)).unwrap();
+    file.write_all(&[0xAB; 64]).unwrap(); // The RLE header: 0xABABABAB segments.
+    drop(file);
+    let out = pacs.scratch("corrupt_out.dcm");
+    let run = pacs.run(&["transcode".as_ref(), rle.as_os_str(), out.as_os_str(), "-t".as_ref(), "1.2.840.10008.1.2.1".as_ref()]);
+    assert_error(&run, &[&format!("frame {}", frames / 2 + 1), "incomplete"]);
+    assert!(!out.exists(), "no output file after a failed conversion");
+    let left: Vec<_> = std::fs::read_dir(pacs.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+}
