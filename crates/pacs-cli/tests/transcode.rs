@@ -1,5 +1,8 @@
 //! `pacs transcode`, and transcoding on egress: a C-GET peer that accepts only Implicit VR Little
-//! Endian receives compressed stored instances converted, with the same pixels.
+//! Endian receives compressed stored instances converted, with the same pixels. Large
+//! multi-frame objects are converted frame by frame, in bounded memory.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a test failure with its location
 
 mod common;
 

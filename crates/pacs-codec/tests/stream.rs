@@ -218,3 +218,42 @@ fn small_and_single_frame_objects_stay_in_memory() {
     let (_, report) = run(&ct(3), JPEG_EXTENDED, true).unwrap();
     assert!(!report.streamed && report.new_sop_instance_uid.is_some());
 }
+
+#[test]
+fn the_data_set_alone_is_streamed_too() {
+    use pacs_codec::Output;
+    let source = run(&ct(5), RLE_LOSSLESS, false).unwrap().0;
+    let data_set = |target: &str, stream: bool| {
+        let options = TranscodeOptions {
+            stream_threshold: Some(if stream { 0 } else { u64::MAX }),
+            output: Output::DataSet,
+            ..TranscodeOptions::default()
+        };
+        let mut out = Vec::new();
+        let report = transcode_with(&mut Cursor::new(&source), target, &options, &mut out).unwrap();
+        assert_eq!(report.streamed, stream);
+        out
+    };
+    // Native: the same bytes as in memory.
+    let streamed = data_set(EXPLICIT_VR_LITTLE_ENDIAN, true);
+    assert!(streamed == data_set(EXPLICIT_VR_LITTLE_ENDIAN, false), "the same data set as in memory");
+    assert!(!streamed.starts_with(&[0; 128]) && !streamed.windows(4).take(200).any(|w| w == b"DICM"), "no preamble nor File Meta");
+    // Encapsulated: the data set of the whole streamed file.
+    let whole = run(&source, JPEG_2000_LOSSLESS, true).unwrap().0;
+    let alone = data_set(JPEG_2000_LOSSLESS, true);
+    assert!(whole.ends_with(&alone) && alone.len() < whole.len(), "the streamed file's data set");
+}
+
+#[test]
+fn lossy_colour_jpeg_streams_to_rgb() {
+    // pydicom's 30 frames of JPEG Baseline YBR_FULL_422: decoded to RGB, as in memory.
+    let source = pydicom_file("examples_ybr_color.dcm");
+    for target in [EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS, JPEG_2000_LOSSLESS] {
+        let (streamed, report) = run(&source, target, true).unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert!(report.streamed, "{target}");
+        let (memory, _) = run(&source, target, false).unwrap();
+        assert_eq!(text(&streamed, tags::PHOTOMETRIC_INTERPRETATION), "RGB", "{target}");
+        assert_eq!(attributes(&streamed), attributes(&memory), "{target}: attributes");
+        assert!(decode(&streamed).1 == decode(&memory).1, "{target}: other pixels than in memory");
+    }
+}
