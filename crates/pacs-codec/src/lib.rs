@@ -14,6 +14,11 @@
 //! with the `codecs` feature (on by default). Without it only the uncompressed syntaxes and RLE
 //! Lossless are read and written, and JPEG Lossless (our own encoder) written.
 //!
+//! A large multi-frame object (over [`STREAM_THRESHOLD`] of decoded pixel data) between syntaxes
+//! our own codecs cover losslessly is converted frame by frame, in memory bounded by a batch of
+//! frames; everything else in memory. See [`transcode_with`] for what each path promises when a
+//! conversion fails.
+//!
 //! | syntax | read | written |
 //! |---|---|---|
 //! | Implicit / Explicit VR Little Endian | ✓ | ✓ |

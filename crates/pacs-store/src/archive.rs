@@ -221,6 +221,7 @@ impl Archive {
     fn compress(&self, staged: Staged, target: &str) -> Result<Staged> {
         let from = staged.record.transfer_syntax_uid.clone();
         let uid = staged.record.sop_instance_uid.clone();
+        // In memory, dropped on error: a streamed conversion that fails late leaves nothing.
         let mut converted = Vec::new();
         let result = self
             .blobs

@@ -208,6 +208,7 @@ async fn transcoded_data_set(
     let converted = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<u8>, String> {
         let mut reader = archive.read(&record).map_err(|e| e.to_string())?;
         let options = pacs_codec::TranscodeOptions { output: pacs_codec::Output::DataSet, ..Default::default() };
+        // Into memory, dropped on error: a streamed conversion that fails late sends nothing.
         let mut out = Vec::new();
         let report = pacs_codec::transcode_with(&mut reader, &target, &options, &mut out).map_err(|e| e.to_string())?;
         tracing::debug!(sop_instance_uid = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = %report.target_transfer_syntax, frames = report.frames, "converted for sending");

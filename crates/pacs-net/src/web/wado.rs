@@ -128,6 +128,7 @@ fn choose_syntaxes(accept: &[MediaRange], records: &[InstanceRecord]) -> Result<
 /// Converts a stored object to `target` in memory (blocking); a conversion that fails is 406.
 fn transcode_record(archive: &Archive, record: &InstanceRecord, target: &str) -> Result<Bytes> {
     let reader = archive.read(record)?;
+    // Into memory, dropped on error: a streamed conversion that fails late sends nothing.
     let mut out = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0));
     let report = pacs_codec::transcode(&mut BufReader::with_capacity(CHUNK, reader), target, &mut out).map_err(|e| match e {
         pacs_codec::Error::Invalid { .. } | pacs_codec::Error::Write { .. } => {
