@@ -24,7 +24,9 @@ pub(crate) fn near_for_quality(quality: Option<u8>, bits_stored: u32) -> i32 {
     (scale * (100 - quality) / 100).min(4096)
 }
 
-/// Encodes one colour frame into a JPEG-LS stream, sample-interleaved, with the given NEAR.
+/// Encodes one colour frame into a JPEG-LS stream, sample-interleaved, with the given NEAR; or
+/// one monochrome frame (one component, no interleaving: what the streaming path writes, the
+/// in-memory path leaving monochrome frames to dicom-rs).
 pub(crate) fn encode_frame(frame: &Frame<'_>, near: i32) -> Result<Vec<u8>, String> {
     if frame.bits_allocated != 8 && frame.bits_allocated != 16 {
         return Err(format!("JPEG-LS encoding needs Bits Allocated 8 or 16, not {}", frame.bits_allocated));
@@ -32,17 +34,18 @@ pub(crate) fn encode_frame(frame: &Frame<'_>, near: i32) -> Result<Vec<u8>, Stri
     if frame.bits_stored < 2 || frame.bits_stored > frame.bits_allocated {
         return Err(format!("JPEG-LS encoding of Bits Stored {} with Bits Allocated {}", frame.bits_stored, frame.bits_allocated));
     }
-    if frame.samples_per_pixel != 3 {
-        return Err(format!("colour JPEG-LS encoding of {} samples per pixel", frame.samples_per_pixel));
+    let components = frame.samples_per_pixel;
+    if components != 3 && components != 1 {
+        return Err(format!("JPEG-LS encoding of {components} samples per pixel"));
     }
     let bytes = frame.bits_allocated as usize / 8;
     let pixels = frame.rows as usize * frame.columns as usize;
-    let len = pixels * 3 * bytes;
+    let len = pixels * components as usize * bytes;
     if pixels == 0 || frame.samples.len() < len {
         return Err(format!("a frame of {} bytes, {len} expected", frame.samples.len()));
     }
     let samples = &frame.samples[..len];
-    let interleaved = if frame.planar { interleave(samples, pixels, bytes) } else { samples.to_vec() };
+    let interleaved = if frame.planar && components == 3 { interleave(samples, pixels, bytes) } else { samples.to_vec() };
     if frame.bits_stored < frame.bits_allocated {
         // CharLS refuses samples above its precision: bits above Bits Stored are not pixel data.
         let mask = (1u32 << frame.bits_stored) - 1;
@@ -56,8 +59,10 @@ pub(crate) fn encode_frame(frame: &Frame<'_>, near: i32) -> Result<Vec<u8>, Stri
         }
     }
     let mut charls = CharLS::default();
-    charls.set_interleave_mode(InterleaveMode::Sample).map_err(|e| format!("CharLS: {e}"))?;
-    let info = FrameInfo { width: frame.columns, height: frame.rows, bits_per_sample: frame.bits_stored as i32, component_count: 3 };
+    if components == 3 {
+        charls.set_interleave_mode(InterleaveMode::Sample).map_err(|e| format!("CharLS: {e}"))?;
+    }
+    let info = FrameInfo { width: frame.columns, height: frame.rows, bits_per_sample: frame.bits_stored as i32, component_count: components as i32 };
     let mut out = charls.encode(info, near, &interleaved).map_err(|e| format!("JPEG-LS encoding: {e}"))?;
     if out.len() % 2 == 1 {
         out.push(0);
@@ -226,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn monochrome_frames_are_encoded_as_one_component() {
+        let grey: Vec<u8> = (0..24u32 * 20).flat_map(|i| (((i * 13 + i / 24) % 4096) as u16).to_le_bytes()).collect();
+        let frame = Frame { samples: &grey, rows: 20, columns: 24, samples_per_pixel: 1, bits_allocated: 16, bits_stored: 12, signed: false, planar: false };
+        let stream = encode_frame(&frame, 0).expect("encodes");
+        let mut out = vec![0; grey.len()];
+        assert_eq!(decode_frame(&stream, &module(20, 24, 1, 16), &mut out).expect("decodes"), None);
+        assert!(out == grey, "lossless");
+    }
+
+    #[test]
     fn near_follows_the_quality() {
         assert_eq!(near_for_quality(None, 8), 0);
         assert_eq!(near_for_quality(Some(100), 16), 0);
@@ -237,7 +252,8 @@ mod tests {
     fn impossible_frames_are_errors() {
         let f = Frame { samples: &[0; 12], rows: 2, columns: 2, samples_per_pixel: 3, bits_allocated: 8, bits_stored: 8, signed: false, planar: false };
         assert!(encode_frame(&Frame { samples: &[0; 11], ..f }, 0).is_err());
-        assert!(encode_frame(&Frame { samples_per_pixel: 1, ..f }, 0).is_err());
+        assert!(encode_frame(&Frame { samples_per_pixel: 2, ..f }, 0).is_err());
+        assert!(encode_frame(&Frame { samples: &[0; 3], samples_per_pixel: 1, ..f }, 0).is_err(), "a short monochrome frame");
         assert!(encode_frame(&Frame { bits_allocated: 32, ..f }, 0).is_err());
         assert!(encode_frame(&Frame { samples: &[0xFF; 12], bits_stored: 6, ..f }, 0).is_err());
     }

@@ -12,7 +12,8 @@
 //! object whose decoded pixel data is above the threshold, in Implicit or Explicit VR Little
 //! Endian or in an encapsulated syntax one of our decoders reads (RLE, JPEG, JPEG-LS, JPEG 2000;
 //! see `decode.rs`), into Implicit or Explicit VR Little Endian or a lossless syntax one of our
-//! encoders writes (RLE, JPEG Lossless, colour JPEG-LS lossless, JPEG 2000 lossless). Lossy
+//! encoders writes (RLE, JPEG Lossless, JPEG-LS lossless but of signed monochrome samples, JPEG
+//! 2000 lossless). Lossy
 //! targets are not streamed: their Lossy Image Compression Ratio, in the header, is known only
 //! once every frame is compressed. Nor are Deflated and Big Endian inputs or outputs, and
 //! native YBR_FULL_422 frames.
@@ -104,8 +105,7 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
     };
     tracing::info!(from = %from, to = target_ts, frames, frame_len = layout.frame_len(), "converting frame by frame");
     let sop_instance_uid = transcode::sop_instance_uid(&header);
-    let pixel_error =
-        |reason: String| Error::PixelData { sop_instance_uid: sop_instance_uid.clone(), from: from.clone(), to: target_ts.to_owned(), reason };
+    let pixel_error = |reason: String| Error::PixelData { sop_instance_uid: sop_instance_uid.clone(), from: from.clone(), to: target_ts.to_owned(), reason };
     let Some(target_syntax) = TransferSyntaxRegistry.get(target_ts) else {
         return Err(Error::UnknownTransferSyntax { uid: target_ts.to_owned() });
     };
@@ -132,7 +132,9 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
         // Decode, then encode, the frames of the batch on every core.
         let (native, photometric) = match source {
             Source::Native => (compressed, None),
-            Source::Encapsulated(decoder) => decode_batch(decoder, &pixel, compressed, done).map_err(|e| pixel_error(format!("{e}{}", partial(header_written))))?,
+            Source::Encapsulated(decoder) => {
+                decode_batch(decoder, &pixel, compressed, done).map_err(|e| pixel_error(format!("{e}{}", partial(header_written))))?
+            }
         };
         if !header_written {
             if let Source::Encapsulated(_) = source {
@@ -141,8 +143,15 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
             if let Target::Encoded(encoder) = target {
                 let (bits_stored, signed) = transcode::bits_stored_and_sign(&header, layout);
                 let photometric = transcode::photometric(&header);
-                let ready = transcode::encoder_setup(encoder, FrameLayout { planar: layout.planar && matches!(source, Source::Native), ..layout }, &photometric, bits_stored, signed, None)
-                    .map_err(pixel_error)?;
+                let ready = transcode::encoder_setup(
+                    encoder,
+                    FrameLayout { planar: layout.planar && matches!(source, Source::Native), ..layout },
+                    &photometric,
+                    bits_stored,
+                    signed,
+                    None,
+                )
+                .map_err(pixel_error)?;
                 transcode::mark_encoded(&mut header, layout.samples_per_pixel, &ready, None);
                 setup = Some(ready);
             }
@@ -175,7 +184,8 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
         if head.explicit == explicit_out {
             out.write_all(&trailer).map_err(|source| Error::Write { source })?;
         } else {
-            let reencoded = reencode(&trailer, &from, target_ts).map_err(|reason| pixel_error(format!("the elements after Pixel Data: {reason}{}", partial(true))))?;
+            let reencoded =
+                reencode(&trailer, &from, target_ts).map_err(|reason| pixel_error(format!("the elements after Pixel Data: {reason}{}", partial(true))))?;
             out.write_all(&reencoded).map_err(|source| Error::Write { source })?;
         }
     }
@@ -250,7 +260,16 @@ fn plan(
             if syntax::is_lossy(target_ts) {
                 return None;
             }
-            let encoder = transcode::own_encoder(target_ts, pixel.samples_per_pixel, options.quality)?;
+            let encoder = match transcode::own_encoder(target_ts, pixel.samples_per_pixel, options.quality) {
+                Some(encoder) => encoder,
+                // Monochrome JPEG-LS lossless, which the in-memory path leaves to dicom-rs: ours
+                // too when streaming (one component), but for signed samples (kept in memory).
+                #[cfg(feature = "codecs")]
+                None if target_ts == syntax::JPEG_LS_LOSSLESS && pixel.samples_per_pixel == 1 && !pixel.signed => {
+                    OwnEncoder::JpegLs { near: Some(0), quality: None }
+                }
+                None => return None,
+            };
             let lossless = match encoder {
                 OwnEncoder::Rle | OwnEncoder::JpegLossless => true,
                 #[cfg(feature = "codecs")]

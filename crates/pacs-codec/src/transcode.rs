@@ -14,10 +14,10 @@ use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::decode;
-use crate::stream;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::rle::{self, FrameLayout};
+use crate::stream;
 use crate::syntax::{self, EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS};
 
 /// What to write: a whole Part 10 file, or the data set alone (as a C-STORE sends it).
@@ -86,7 +86,8 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 ///   `options.stream_threshold` ([`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD), 64 MiB, by
 ///   default), from Implicit or Explicit VR Little Endian or a syntax one of our decoders reads,
 ///   to Implicit or Explicit VR Little Endian or a lossless syntax one of our encoders writes
-///   (RLE, JPEG Lossless, colour JPEG-LS lossless, JPEG 2000 lossless). The frames are read,
+///   (RLE, JPEG Lossless, JPEG-LS lossless, JPEG 2000 lossless; not signed monochrome JPEG-LS,
+///   which dicom-rs encodes). The frames are read,
 ///   converted on every core and written a batch of about two per core at a time, so memory is
 ///   a few frames, whatever the size of the object. Encapsulated output then has an empty Basic
 ///   Offset Table (PS3.5 A.4), and JPEG Lossless takes each frame's sample precision from that
@@ -445,8 +446,9 @@ pub(crate) fn encoder_setup(
         }
         #[cfg(feature = "codecs")]
         OwnEncoder::JpegLs { near, quality } => {
-            if photometric != "RGB" && photometric != "YBR_FULL" {
-                return Err(format!("colour JPEG-LS encoding of {photometric} pixel data"));
+            let monochrome = layout.samples_per_pixel == 1 && matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2");
+            if photometric != "RGB" && photometric != "YBR_FULL" && !monochrome {
+                return Err(format!("JPEG-LS encoding of {photometric} pixel data"));
             }
             let near = near.unwrap_or_else(|| crate::jpegls::near_for_quality(quality, bits_stored));
             if near > 0 {
