@@ -112,18 +112,19 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
     let frame_len = layout.frame_len();
     let mut frames_in = match source {
         Source::Native => Frames::Native { len: head.pixel_len as u64, frame_len },
-        Source::Encapsulated(decoder) => Frames::Encapsulated(FragmentReader::start(input, decoder, frames).map_err(|e| e.into_error(&pixel_error))?),
+        Source::Encapsulated(decoder) => Frames::Encapsulated(FragmentReader::start(input, decoder, frames).map_err(|e| e.into_error(&pixel_error, false))?),
     };
     let batch = (2 * rayon::current_num_threads()).max(2);
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let mut setup: Option<EncoderSetup> = None;
     let mut done = 0usize;
     let mut header_written = false;
+    let mut first_photometric = None;
     while done < frames {
         let count = batch.min(frames - done);
         let mut compressed = Vec::with_capacity(count);
         for i in 0..count {
-            let frame = frames_in.next(input).map_err(|e| e.into_error(&pixel_error))?;
+            let frame = frames_in.next(input).map_err(|e| e.into_error(&pixel_error, header_written))?;
             let Some(frame) = frame else {
                 return Err(pixel_error(format!("{} frames found, {frames} expected{}", done + i, partial(header_written))));
             };
@@ -136,7 +137,12 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
                 decode_batch(decoder, &pixel, compressed, done).map_err(|e| pixel_error(format!("{e}{}", partial(header_written))))?
             }
         };
-        if !header_written {
+        if header_written {
+            if photometric != first_photometric {
+                return Err(pixel_error(format!("the frames decode to different photometric interpretations{}", partial(true))));
+            }
+        } else {
+            first_photometric = photometric;
             if let Source::Encapsulated(_) = source {
                 transcode::mark_decoded(&mut header, pixel.samples_per_pixel, photometric);
             }
@@ -170,7 +176,7 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
         }
         done += count;
     }
-    let trailer = frames_in.finish(input, frames).map_err(|e| e.into_error(&|reason| pixel_error(format!("{reason}{}", partial(true)))))?;
+    let trailer = frames_in.finish(input, frames).map_err(|e| e.into_error(&pixel_error, true))?;
     match target {
         Target::Native(_) => {
             if (frames * frame_len) % 2 == 1 {
@@ -527,10 +533,11 @@ enum ReadError {
 }
 
 impl ReadError {
-    fn into_error(self, pixel_error: &dyn Fn(String) -> Error) -> Error {
+    /// The error of the conversion, saying whether part of the object was `written` already.
+    fn into_error(self, pixel_error: &dyn Fn(String) -> Error, written: bool) -> Error {
         match self {
-            ReadError::Io(e) => Error::Invalid { reason: format!("reading the pixel data: {e}") },
-            ReadError::Data(reason) => pixel_error(reason),
+            ReadError::Io(e) => Error::Invalid { reason: format!("reading the pixel data: {e}{}", partial(written)) },
+            ReadError::Data(reason) => pixel_error(format!("{reason}{}", partial(written))),
         }
     }
 }

@@ -197,6 +197,18 @@ fn a_corrupt_frame_fails_the_streamed_conversion() {
         }
         assert_eq!(!out.is_empty(), written, "frame {}: written before the failure", frame + 1);
     }
+    // An input cut short in its last frames: an error that says the output is incomplete.
+    if 2 * threads < 12 {
+        let native = original.clone();
+        let cut = &native[..native.len() - native.len() / 8];
+        let options = TranscodeOptions { stream_threshold: Some(0), ..TranscodeOptions::default() };
+        let mut out = Vec::new();
+        match transcode_with(&mut Cursor::new(cut), RLE_LOSSLESS, &options, &mut out) {
+            Err(Error::Invalid { reason }) => assert!(reason.contains("incomplete"), "{reason}"),
+            other => panic!("a truncated input: {other:?}"),
+        }
+        assert!(!out.is_empty());
+    }
     // Fewer fragments than frames: an error too.
     let mut short = fragments(&encoded);
     short.truncate(10);
