@@ -83,7 +83,7 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 /// Two paths, chosen once the data set up to its Pixel Data has been read:
 ///
 /// - **Frame by frame** (bounded memory): a multi-frame object whose decoded pixel data is above
-///   `options.stream_threshold` ([`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD), 64 MiB, by
+///   `options.stream_threshold` ([`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD), 8 MiB, by
 ///   default), from Implicit or Explicit VR Little Endian or a syntax one of our decoders reads,
 ///   to Implicit or Explicit VR Little Endian or a lossless syntax one of our encoders writes
 ///   (RLE, JPEG Lossless, JPEG-LS lossless, JPEG 2000 lossless; not signed monochrome JPEG-LS,
