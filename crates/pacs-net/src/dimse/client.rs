@@ -208,11 +208,11 @@ impl Scu {
     }
 
     async fn send_data(&mut self, context: u8, data: &[u8]) -> Result<()> {
-        for pdu in super::data_pdus(context, data, self.fragment_size()) {
-            let e = self.ul_error();
-            self.ul.send(&pdu).await.map_err(e)?;
-        }
-        Ok(())
+        use tokio::io::AsyncWriteExt;
+        let mut out = Vec::with_capacity(data.len() + 512);
+        super::encode_pdus(&mut out, context, false, data, self.fragment_size(), true);
+        let peer = &self.peer;
+        self.ul.inner_stream().write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {peer}"), source })
     }
 
     /// Streams a data set from `reader` (blocking reads, on the blocking pool) in fragments.

@@ -18,21 +18,10 @@ mod storage;
 
 pub use server::{DimseServer, Event, ServerConfig};
 
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
-
 /// The largest data fragment for a peer that takes PDUs of at most `max_pdu` bytes (0: no limit,
 /// then 64 KiB): a P-DATA-TF spends 6 bytes on its PDU header and 6 on the PDV header.
 pub(crate) fn fragment_size(max_pdu: u32) -> usize {
     if max_pdu == 0 { 64 * 1024 } else { (max_pdu as usize).saturating_sub(12).max(1024) }
-}
-
-/// `data` as P-DATA-TF PDUs of one data fragment each, at most `fragment` bytes, the last one
-/// marked last.
-pub(crate) fn data_pdus(context: u8, data: &[u8], fragment: usize) -> impl Iterator<Item = Pdu> + '_ {
-    let count = data.len().div_ceil(fragment);
-    data.chunks(fragment).enumerate().map(move |(i, piece)| Pdu::PData {
-        data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Data, is_last: i + 1 == count, data: piece.to_vec() }],
-    })
 }
 
 /// Appends to `out` the encoding of `data` as P-DATA-TF PDUs of one fragment each, at most
@@ -58,6 +47,7 @@ pub(crate) fn encode_pdus(out: &mut Vec<u8>, context: u8, command: bool, data: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dicom_ul::pdu::{PDataValueType, Pdu};
 
     #[test]
     fn encoded_pdus_are_what_dicom_ul_reads() {
@@ -81,22 +71,9 @@ mod tests {
     }
 
     #[test]
-    fn data_is_cut_into_fragments_the_last_one_marked() {
+    fn fragments_fit_the_peer_maximum() {
         assert_eq!(fragment_size(16384), 16372);
         assert_eq!(fragment_size(0), 64 * 1024);
         assert_eq!(fragment_size(100), 1024, "a tiny maximum still leaves 1 KiB fragments");
-        let data: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
-        let pdus: Vec<Pdu> = data_pdus(3, &data, 1024).collect();
-        let values: Vec<&PDataValue> = pdus
-            .iter()
-            .map(|p| match p {
-                Pdu::PData { data } => &data[0],
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(values.iter().map(|v| v.data.len()).collect::<Vec<_>>(), [1024, 1024, 452]);
-        assert_eq!(values.iter().map(|v| v.is_last).collect::<Vec<_>>(), [false, false, true]);
-        assert!(values.iter().all(|v| v.presentation_context_id == 3 && v.value_type == PDataValueType::Data));
-        assert_eq!(values.iter().flat_map(|v| v.data.iter().copied()).collect::<Vec<_>>(), data);
     }
 }

@@ -447,7 +447,7 @@ impl Association {
                     return self.respond(ul, context, &Command::c_find_rsp(message_id, &sop_class, status::CANCEL, false)).await;
                 }
                 let data = find::encode_response(request.query.level, &request.keys, row, &transfer_syntax);
-                self.respond_with_data(ul, context, &pending, &data).await?;
+                self.send_data(ul, context, Some(&pending), &data).await?;
                 sent += 1;
             }
             if rows.len() < PAGE {
@@ -503,7 +503,7 @@ impl Association {
         response.has_data_set = true;
         self.respond(ul, context, &response).await?;
         let identifier = find::failed_instances_identifier(failed, &context_transfer_syntax(ul, context));
-        self.send_data(ul, context, identifier).await
+        self.send_data(ul, context, None, &identifier).await
     }
 
     /// Answers a C-MOVE: the matching instances are sent to the destination AE on an
@@ -642,22 +642,15 @@ impl Association {
         self.respond_final(ul, context, response, &failed).await
     }
 
-    /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length.
-    async fn send_data(&self, ul: &mut Ul, context: u8, data: Vec<u8>) -> Result<()> {
-        let fragment = super::fragment_size(dicom_ul::association::Association::requestor_max_pdu_length(ul));
-        for pdu in super::data_pdus(context, &data, fragment) {
-            ul.send(&pdu).await.map_err(|source| Error::Association { peer: self.peer.to_string(), source: Box::new(source) })?;
-        }
-        Ok(())
-    }
-
-    /// Sends a response and its data set in one write (both as P-DATA PDUs that fit the peer's
-    /// maximum PDU length): one packet for a C-FIND match rather than two.
-    async fn respond_with_data(&self, ul: &mut Ul, context: u8, response: &Command, data: &[u8]) -> Result<()> {
+    /// Sends a data set in P-DATA fragments that fit the peer's maximum PDU length, after
+    /// `response` when there is one, in one write: one packet for a C-FIND match, not two.
+    async fn send_data(&self, ul: &mut Ul, context: u8, response: Option<&Command>, data: &[u8]) -> Result<()> {
         use tokio::io::AsyncWriteExt;
         let fragment = super::fragment_size(dicom_ul::association::Association::requestor_max_pdu_length(ul));
         let mut out = Vec::with_capacity(data.len() + 512);
-        super::encode_pdus(&mut out, context, true, &response.encode(), fragment, true);
+        if let Some(response) = response {
+            super::encode_pdus(&mut out, context, true, &response.encode(), fragment, true);
+        }
         super::encode_pdus(&mut out, context, false, data, fragment, true);
         ul.inner_stream().write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {}", self.peer), source })
     }

@@ -257,7 +257,8 @@ fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn 
         let mut block = BytesMut::zeroed(want);
         let mut filled = 0;
         while filled < want {
-            let n = reader.read(&mut block[filled..]).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
+            let n =
+                reader.read(&mut block[filled..]).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
             if n == 0 {
                 return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
             }
