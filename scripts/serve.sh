@@ -8,16 +8,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "serve.sh: need root or sudo to run: $*" >&2
-        exit 1
-    fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 missing=()
 command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || missing+=(build-essential)

@@ -15,17 +15,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '\n==> %s\n' "$*"; }
 
-# Root runs apt-get itself; anyone else needs sudo.
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "test.sh: need root or sudo to run: $*" >&2
-        exit 1
-    fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 python_ready() {
     python3 -c 'import pydicom, numpy, pynetdicom, dicomweb_client, pylibjpeg, openjpeg, libjpeg; assert int(pydicom.__version__.split(".")[0]) >= 3' >/dev/null 2>&1

@@ -1,7 +1,8 @@
 # What the load benchmark scripts of benches/load/ share; sourced, not run.
 
-# as_root CMD...: runs CMD as root (directly, or through sudo).
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# as_root CMD...: from scripts/lib.sh.
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 # servers_stopped_on_exit NAME: makes $RUN, a scratch folder under $WORK whose pids/ the driver
 # fills with the pid of every server it starts (each in its own process group) and whose work/
