@@ -31,6 +31,17 @@ fresh, empty storage folder in a temp directory, and stopped again, also on erro
   RSS        peak resident set (VmHWM of /proc/<pid>/status, read just before each stop), max over
              every server process of the run.
 
+Bounds, measured in the same run, for the targets a server alone may not reach on this machine:
+
+  sink       the small-corpus ingest (1 and 8 associations) into DCMTK's storescp --ignore, which
+             receives every data set and stores nothing: what storescu and the protocol allow.
+  flush      what making one small instance durable costs at least: a new file written, flushed,
+             renamed and its folder flushed (one file per instance), and a pwrite + fdatasync into a
+             preallocated file (an append-only journal, the cheapest durable write there is).
+  getscu     getscu's own CPU time (user + system) per retrieve of the CT study: each C-STORE
+             sub-operation waits for getscu's response before the next starts, so no server can
+             deliver the study faster than getscu processes it.
+
 The pacs-vs-Orthanc ratios (pacs / Orthanc) and the targets are written as a Markdown table to
 --out and to stdout.
 """
@@ -41,6 +52,7 @@ import logging
 import os
 import platform
 import random
+import resource
 import re
 import shutil
 import signal
@@ -385,6 +397,77 @@ def storescu(server, files, associations):
     return time.perf_counter() - t0, errors
 
 
+class Sink:
+    """DCMTK's storescp --ignore: receives every data set, stores nothing, answers success."""
+
+    name, aet, port = "sink", "SINK", 11192
+
+    def __init__(self, work):
+        self.work = work
+
+    def ingest(self, corpus, associations):
+        if listening(self.port):
+            raise BenchError(f"{HOST}:{self.port} already answers: the sink must be our storescp")
+        proc = Proc("storescp-sink", [f"{DCMTK}/storescp", "--ignore", "-aet", self.aet, str(self.port)],
+                    os.path.join(self.work, "sink.log"), TOOL_ENV)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not listening(self.port):
+                if not proc.alive() or time.monotonic() > deadline:
+                    raise BenchError("storescp --ignore did not start")
+                time.sleep(0.05)
+            seconds, errors = storescu(self, corpus.files, associations)
+            if errors:
+                raise BenchError(f"storescu into storescp --ignore failed: {errors[:2]}")
+            say(f"  sink     x{associations}: {seconds:.2f} s, {len(corpus.files) / seconds:.0f} inst/s")
+            return seconds
+        finally:
+            proc.stop()
+
+
+def flush_floor(work, size, n=300):
+    """Median seconds to make one `size`-byte object durable: as a new file (write, fsync,
+    rename, folder fsync), and as a pwrite + fdatasync into a preallocated journal."""
+    folder = tempfile.mkdtemp(dir=work, prefix="flush-")
+    data = os.urandom(size)
+    new_file, journal = [], []
+    try:
+        for i in range(n):
+            t0 = time.perf_counter()
+            staged = os.path.join(folder, f"{i}.part")
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(staged, os.path.join(folder, str(i)))
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            new_file.append(time.perf_counter() - t0)
+        span = 64 << 20
+        fd = os.open(os.path.join(folder, "journal"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"\0" * span)  # written once, so that later writes change no metadata
+            os.fsync(fd)
+            step = -(-size // 4096) * 4096
+            for i in range(n):
+                t0 = time.perf_counter()
+                os.pwrite(fd, data, (i * step) % (span - step))
+                os.fdatasync(fd)
+                journal.append(time.perf_counter() - t0)
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    result = {"new_file": statistics.median(new_file), "journal": statistics.median(journal)}
+    say(f"  flush floor for {size} B: new file {result['new_file'] * 1e3:.3f} ms, journal {result['journal'] * 1e3:.3f} ms")
+    return result
+
+
 def ingest(server, corpus, associations, phase, keep=False):
     """One ingest into an empty archive; verified by the server's own count."""
     t0 = time.perf_counter()
@@ -629,7 +712,7 @@ def retrieve(server, corpus, study, how, reps, scp_dir):
     """C-GET (getscu) or C-MOVE (movescu to our storescp) of one study, `reps` times; MB/s each."""
     originals = corpus.study_files(study)
     nbytes = sum(corpus.size[p] for p in originals)
-    rates, oks, floors = [], [], []
+    rates, oks, floors, cpus = [], [], [], []
     for rep in range(2 * reps):
         empty = rep % 2 == 1  # every other run asks for a study that does not exist: the fixed cost
         out = scp_dir if how == "move" else tempfile.mkdtemp(dir=server.work, prefix="getscu-")
@@ -641,9 +724,12 @@ def retrieve(server, corpus, study, how, reps, scp_dir):
         else:
             argv = [f"{DCMTK}/movescu", "-S", "-aet", SCU_AET, "-aec", server.aet, "-aem", SCU_AET, *keys,
                     HOST, str(server.port)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         rc, text = run_tool(argv)
         dt = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if empty:
             floors.append(dt)
             n = len(os.listdir(out))
@@ -658,6 +744,7 @@ def retrieve(server, corpus, study, how, reps, scp_dir):
         if not ok:
             server.problems.append(f"C-{how.upper()}: exit {rc}, {msg}" + (f", {' | '.join(bad[:2])}" if bad else ""))
         rates.append(nbytes / dt / 1e6)
+        cpus.append(client_cpu)
         oks.append(ok)
         say(f"  {server.name:8} C-{how.upper()} study: {dt:.3f} s, {nbytes / dt / 1e6:.1f} MB/s, {msg}")
         if how == "get":
@@ -665,7 +752,7 @@ def retrieve(server, corpus, study, how, reps, scp_dir):
     floor = statistics.median(floors)
     say(f"  {server.name:8} C-{how.upper()} of no study (association, request, final response): median {floor * 1e3:.1f} ms")
     return {"rates": rates, "mbps": statistics.median(rates), "ok": all(oks), "files": len(originals),
-            "bytes": nbytes, "floor_ms": floor * 1e3}
+            "bytes": nbytes, "floor_ms": floor * 1e3, "client_cpu": statistics.median(cpus)}
 
 
 def hold(server, n, wait_s=60):
@@ -828,8 +915,10 @@ def main():
 
     pacs = Pacs(work, args.pacs)
     orthanc = Orthanc(work)
+    sink = Sink(work)
     servers = [pacs, orthanc]
     R = {s.name: {} for s in servers}
+    R["bounds"] = {}
     scp = None
     try:
         # Ingest, interleaved so that both servers see the same moments of a noisy machine.
@@ -840,6 +929,10 @@ def main():
                         say(f"ingest {label} rep {rep}/{args.reps}")
                         r = ingest(s, corpus, assoc, f"ingest {label}")
                         R[s.name].setdefault(f"{label}{assoc}", []).append(r)
+                    if label == "small":
+                        R["bounds"].setdefault(f"sink{assoc}", []).append(sink.ingest(corpus, assoc))
+            if label == "small":
+                R["bounds"]["flush"] = flush_floor(work, round(corpus.bytes / len(corpus.files)))
 
         # What each server flushes to disk per stored instance (optional: needs strace).
         for s in servers:
@@ -1005,6 +1098,36 @@ def render(args, R, pacs, orthanc, small, ct, host, versions, log_lines, expecte
     row("peak server RSS (VmHWM), max over every server process of the run", fmt(prss), fmt(orss), "MB",
         f"{prss / orss:.2f}", "", "")
 
+    B = R["bounds"]
+    bounds = []
+
+    def bound(measure, value, unit, vs):
+        bounds.append(f"| {measure} | {value} | {unit} | {vs} |")
+
+    n_small = len(small.files)
+    orthanc_small = {a: n_small / med([r["s"] for r in O[f"small{a}"]]) for a in (1, 8)}
+    for a in (1, 8):
+        sink_rate = n_small / med(B[f"sink{a}"])
+        bound(f"storescu into storescp --ignore (stores nothing), small corpus, {a} association{'s' if a > 1 else ''}: "
+              "the most any server can ingest with this client", fmt(sink_rate), "inst/s",
+              f"{sink_rate / orthanc_small[a]:.2f} (3 × Orthanc = {fmt(3 * orthanc_small[a])})")
+    fl = B["flush"]
+    bound("one small instance made durable as a new file (write, fsync, rename, folder fsync), median", fmt(fl["new_file"] * 1e3),
+          "ms", "")
+    bound("one small instance made durable in a preallocated journal (pwrite + fdatasync), median", fmt(fl["journal"] * 1e3),
+          "ms", "")
+    sink1 = med(B["sink1"]) / n_small
+    for what, key in (("a new file", "new_file"), ("a journal", "journal")):
+        floor_rate = 1 / (sink1 + fl[key])
+        bound(f"1 association, acknowledging each instance once it is durable in {what}: at most 1 ÷ (the client's and "
+              "protocol's time per instance + that flush)", fmt(floor_rate), "inst/s", f"{floor_rate / orthanc_small[1]:.2f}")
+    pg, og = P["get"], O["get"]
+    best = pg["bytes"] / 1e6 / min(pg["client_cpu"], og["client_cpu"])
+    bound("getscu's own CPU time (user + system) per C-GET of the CT study, with pacs / with Orthanc",
+          f"{fmt(pg['client_cpu'] * 1e3)} / {fmt(og['client_cpu'] * 1e3)}", "ms", "")
+    bound("C-GET with getscu: at most the study's bytes ÷ getscu's CPU time per retrieve", fmt(best), "MB/s",
+          f"{best / og['mbps']:.2f} (3 × Orthanc = {fmt(3 * og['mbps'])})")
+
     def phases(s):
         return ", ".join(f"{k} {v / 1024:.0f}" for k, v in s.peak_rss_kb.items() if k not in ("cleanup", "strace"))
 
@@ -1047,6 +1170,13 @@ def render(args, R, pacs, orthanc, small, ct, host, versions, log_lines, expecte
         "| measure | pacs | Orthanc | unit | ratio | target | met |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *rows,
+        "",
+        "Bounds measured in the same run: what the clients and the disk allow any server (the last column is the "
+        "bound ÷ Orthanc's figure, to compare with the targets' 3):",
+        "",
+        "| bound | value | unit | ÷ Orthanc |",
+        "| --- | --- | --- | --- |",
+        *bounds,
         "",
         "Verification:",
         "",
