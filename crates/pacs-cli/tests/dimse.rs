@@ -327,3 +327,72 @@ fn get_with_dcmtk() {
     assert_arrived(&received, &in_series);
     assert!(server.echo("PACS"));
 }
+
+#[test]
+fn get_of_a_series_with_an_unreadable_blob_fails_only_that_instance() {
+    require_python();
+    let pacs = Pacs::new();
+    let server = Server::start(&pacs, &[]);
+    let manifest = store_corpus(&server, &pacs, 36);
+    let files = manifest["files"].as_array().expect("files");
+    let series = text(&files[0], "SeriesInstanceUID");
+    let in_series: Vec<&serde_json::Value> = files.iter().filter(|f| text(f, "SeriesInstanceUID") == series).collect();
+    assert!(in_series.len() >= 3, "the corpus puts several instances in a series");
+
+    // The blob of the series' second instance disappears (a disk that lost it, an operator's
+    // mistake): its index row stays.
+    let lost = text(in_series[1], "SOPInstanceUID");
+    let removed = python_inline(
+        "import sys, os, json, pydicom\n\
+         for root, _, names in os.walk(sys.argv[1]):\n\
+         \x20   for n in names:\n\
+         \x20       p = os.path.join(root, n)\n\
+         \x20       if pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID == sys.argv[2]:\n\
+         \x20           os.remove(p); print(json.dumps(p)); sys.exit(0)\n\
+         print(json.dumps(None))",
+        &[pacs.data_dir().join("blobs").as_os_str(), std::ffi::OsStr::new(lost)],
+    );
+    assert!(removed.is_string(), "the blob of {lost} was found and removed");
+
+    // pynetdicom's C-GET of the series: every other instance arrives, the lost one is a failed
+    // sub-operation named in the final response, and the association ends normally.
+    let got = python_inline(
+        "import sys, json, hashlib\n\
+         from pydicom.dataset import Dataset\n\
+         from pynetdicom import AE, build_role, evt, StoragePresentationContexts\n\
+         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet\n\
+         received = []\n\
+         def on_store(event):\n\
+         \x20   received.append(str(event.request.AffectedSOPInstanceUID)); return 0x0000\n\
+         ae = AE(ae_title='TESTSCU')\n\
+         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)\n\
+         for c in StoragePresentationContexts[:120]: ae.add_requested_context(c.abstract_syntax)\n\
+         roles = [build_role(c.abstract_syntax, scp_role=True) for c in StoragePresentationContexts[:120]]\n\
+         assoc = ae.associate('127.0.0.1', int(sys.argv[1]), ae_title='PACS', ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])\n\
+         assert assoc.is_established\n\
+         q = Dataset(); q.QueryRetrieveLevel = 'SERIES'; q.StudyInstanceUID = sys.argv[2]; q.SeriesInstanceUID = sys.argv[3]\n\
+         final = None\n\
+         for status, identifier in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet):\n\
+         \x20   if status and status.Status != 0xFF00:\n\
+         \x20       failed = identifier.get('FailedSOPInstanceUIDList', []) if identifier is not None else []\n\
+         \x20       failed = [failed] if isinstance(failed, str) else [str(u) for u in failed]\n\
+         \x20       final = {'status': status.Status, 'completed': status.get('NumberOfCompletedSuboperations'), 'failed': status.get('NumberOfFailedSuboperations'), 'uids': failed}\n\
+         assoc.release()\n\
+         print(json.dumps({'final': final, 'received': sorted(received), 'released': assoc.is_released}))",
+        &[server.port.to_string(), text(&files[0], "StudyInstanceUID").to_owned(), series.to_owned()],
+    );
+    let expected: Vec<&str> = {
+        let mut uids: Vec<&str> = in_series.iter().map(|f| text(f, "SOPInstanceUID")).filter(|u| *u != lost).collect();
+        uids.sort_unstable();
+        uids
+    };
+    let received: Vec<&str> = got["received"].as_array().expect("received").iter().map(|v| v.as_str().expect("uid")).collect();
+    assert_eq!(received, expected, "{got}");
+    let final_response = &got["final"];
+    assert_eq!(final_response["status"], 0xB000, "sub-operations complete, one or more failures: {got}");
+    assert_eq!(final_response["failed"], 1, "{got}");
+    assert_eq!(final_response["completed"], expected.len(), "{got}");
+    assert_eq!(final_response["uids"], serde_json::json!([lost]), "{got}");
+    assert_eq!(got["released"], true, "{got}");
+    assert!(server.echo("PACS"), "the server keeps serving");
+}

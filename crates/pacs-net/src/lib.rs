@@ -5,6 +5,7 @@
 //! PDUs and association negotiation; the DIMSE message layer above it (command sets, message
 //! assembly, statuses) is ours, in [`dimse`], because dicom-ul has none.
 
+mod blocks;
 mod channel;
 pub mod dimse;
 pub mod error;

@@ -1,13 +1,16 @@
 //! Retrieve: the storage sub-operations of C-GET (on the requesting association) and of C-MOVE
-//! (to a known AE, on an association of their own). Each instance streams from its blob (data set only, as stored) in PDU-sized
-//! fragments; memory stays bounded whatever the study size.
+//! (to a known AE, on an association of their own). Each instance streams from its blob (data
+//! set only, as stored) in blocks of PDU-sized fragments; memory stays bounded whatever the study
+//! size. The next instance's blob is opened and read ahead ([`Prefetch`]) while the current one
+//! is sent and its response awaited. A blob that cannot be read fails that sub-operation only
+//! (its SOP Instance UID goes to the failed list); one that breaks off mid-transfer ends the
+//! association, since part of its data set is already sent.
 //!
 //! When the peer accepted the instance's SOP class but not its stored transfer syntax, the
 //! instance is converted (`pacs_codec`) to an accepted syntax on the blocking pool before it is
 //! sent, one instance in memory at a time; when no accepted syntax can be produced, the
 //! sub-operation fails and nothing is sent.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,6 +28,7 @@ use tokio::sync::mpsc;
 use pacs_codec::syntax::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
 
 use super::command::{Command, CommandField, Priority, status};
+use crate::blocks::{BLOCK, PooledBlock};
 use crate::error::{Error, Result};
 
 /// Counts of the storage sub-operations of a retrieve.
@@ -100,6 +104,75 @@ impl AcceptedContexts {
     }
 }
 
+/// An instance about to go out as a C-STORE sub-operation, on the presentation context chosen
+/// for it; when it is sent as stored, its data set is already being read.
+pub struct Outgoing {
+    record: InstanceRecord,
+    context: u8,
+    /// The context's transfer syntax, when it is not the stored one (converted when sent).
+    convert_to: Option<String>,
+    data: Option<mpsc::Receiver<Piece>>,
+}
+
+impl Outgoing {
+    /// Prepares `record` for `context`, whose transfer syntax is `syntax`: when that is the
+    /// stored one, the blob's data set starts streaming now (a few blocks ahead).
+    pub fn new(archive: &Arc<Archive>, record: InstanceRecord, context: u8, syntax: &str) -> Outgoing {
+        if syntax == record.transfer_syntax_uid.as_str() {
+            let data = Some(stream_data_set(Arc::clone(archive), record.clone()));
+            Outgoing { record, context, convert_to: None, data }
+        } else {
+            Outgoing { record, context, convert_to: Some(syntax.to_owned()), data: None }
+        }
+    }
+
+    /// The instance.
+    pub fn record(&self) -> &InstanceRecord {
+        &self.record
+    }
+}
+
+/// The instances of a retrieve, each with the context it goes out on, prepared one ahead: the
+/// next instance's blob is opened and read while the current one is sent and its response
+/// awaited, so that no sub-operation waits for its file.
+pub struct Prefetch {
+    archive: Arc<Archive>,
+    accepted: AcceptedContexts,
+    records: std::vec::IntoIter<InstanceRecord>,
+    ahead: Option<std::result::Result<Outgoing, InstanceRecord>>,
+}
+
+impl Prefetch {
+    /// Over `records`, for an association that accepted `accepted`.
+    pub fn new(archive: Arc<Archive>, accepted: AcceptedContexts, records: Vec<InstanceRecord>) -> Prefetch {
+        Prefetch { archive, accepted, records: records.into_iter(), ahead: None }
+    }
+
+    fn prepare(&mut self) -> Option<std::result::Result<Outgoing, InstanceRecord>> {
+        let record = self.records.next()?;
+        let prepared = match self.accepted.for_record(&record) {
+            Some(context) => {
+                let syntax = self.accepted.transfer_syntax(context).unwrap_or(record.transfer_syntax_uid.as_str()).to_owned();
+                Ok(Outgoing::new(&self.archive, record, context, &syntax))
+            }
+            None => Err(record),
+        };
+        Some(prepared)
+    }
+
+    /// The next instance: `Ok` ready to send, `Err` with its record when the association
+    /// accepted no context it can be sent on. Starts preparing the one after.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<std::result::Result<Outgoing, InstanceRecord>> {
+        let current = match self.ahead.take() {
+            Some(ready) => ready,
+            None => self.prepare()?,
+        };
+        self.ahead = self.prepare();
+        Some(current)
+    }
+}
+
 /// The instances a retrieve identifier designates: the query's keys applied at instance level.
 pub fn instances_of(archive: &Archive, query: &Query) -> pacs_core::Result<Vec<InstanceRecord>> {
     if let Some(found) = by_unique_keys(archive, query)? {
@@ -150,45 +223,39 @@ fn by_unique_keys(archive: &Archive, query: &Query) -> pacs_core::Result<Option<
     Ok(Some(found))
 }
 
-/// Bytes read from a blob at a time when an instance is sent as stored.
-const READ_BLOCK: usize = 256 * 1024;
+/// A piece of a data set on its way out, and whether it is the last.
+type Piece = std::io::Result<(Bytes, bool)>;
 
-/// Streams the data set of `record` in blocks of at most `chunk` bytes.
-fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord, chunk: usize) -> mpsc::Receiver<std::io::Result<Bytes>> {
+/// Streams the data set of `record`, as stored, in blocks read into pooled buffers; each piece
+/// says whether it is the last, from the size in the index, so that the writer sends a block as
+/// soon as it is read. A blob shorter than its index says is an error. Reading starts at once:
+/// the caller may open the stream of the next instance while the current one is being sent.
+fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord) -> mpsc::Receiver<Piece> {
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
+        let short = || std::io::Error::other(format!("blob of {} is shorter than its index says", record.sop_instance_uid));
         let result = (|| -> std::io::Result<()> {
             let mut reader = archive.read(&record).map_err(std::io::Error::other)?;
-            let mut head = vec![0u8; 64 * 1024];
-            let mut filled = 0;
-            while filled < head.len() {
-                let n = reader.read(&mut head[filled..])?;
-                if n == 0 {
-                    break;
+            let mut remaining = record.size;
+            let mut first = true;
+            while remaining > 0 || first {
+                let want = remaining.min(BLOCK as u64) as usize;
+                let mut block = PooledBlock::take();
+                if block.fill(&mut reader, want)? < want {
+                    return Err(short());
                 }
-                filled += n;
-            }
-            head.truncate(filled);
-            let offset = data_set_offset(&head).ok_or_else(|| std::io::Error::other("stored object has no readable File Meta Information"))? as usize;
-            let mut pending = head.split_off(offset.min(head.len()));
-            loop {
-                while pending.len() < chunk {
-                    let start = pending.len();
-                    pending.resize(chunk, 0);
-                    let n = reader.read(&mut pending[start..])?;
-                    pending.truncate(start + n);
-                    if n == 0 {
-                        break;
-                    }
+                remaining -= want as u64;
+                let mut piece = block.freeze();
+                if first {
+                    first = false;
+                    let offset = data_set_offset(&piece).ok_or_else(|| std::io::Error::other("stored object has no readable File Meta Information"))? as usize;
+                    piece = piece.slice(offset.min(piece.len())..);
                 }
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                let rest = if pending.len() > chunk { pending.split_off(chunk) } else { Vec::new() };
-                if tx.blocking_send(Ok(Bytes::from(std::mem::replace(&mut pending, rest)))).is_err() {
+                if tx.blocking_send(Ok((piece, remaining == 0))).is_err() {
                     return Ok(());
                 }
             }
+            Ok(())
         })();
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
@@ -204,7 +271,7 @@ async fn transcoded_data_set(
     record: InstanceRecord,
     target: String,
     chunk: usize,
-) -> std::result::Result<mpsc::Receiver<std::io::Result<Bytes>>, String> {
+) -> std::result::Result<mpsc::Receiver<Piece>, String> {
     let converted = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<u8>, String> {
         let mut reader = archive.read(&record).map_err(|e| e.to_string())?;
         let options = pacs_codec::TranscodeOptions { output: pacs_codec::Output::DataSet, ..Default::default() };
@@ -216,7 +283,8 @@ async fn transcoded_data_set(
     })
     .await
     .map_err(|e| format!("conversion task: {e}"))??;
-    let pieces: Vec<_> = converted.chunks(chunk.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let count = converted.len().div_ceil(chunk.max(1));
+    let pieces: Vec<_> = converted.chunks(chunk.max(1)).enumerate().map(|(i, c)| Ok((Bytes::copy_from_slice(c), i + 1 == count))).collect();
     let (tx, rx) = mpsc::channel(pieces.len().max(1));
     for piece in pieces {
         let _ = tx.try_send(piece);
@@ -274,21 +342,26 @@ pub async fn send_all(
     let mut ul = options.establish_async(address).await.map_err(|source| Error::Association { peer: peer.clone(), source: Box::new(source) })?;
     // Without TCP_NODELAY every sub-operation waits for a delayed ACK (about 40 ms on loopback).
     let _ = ul.inner_stream().set_nodelay(true);
-    let accepted = AcceptedContexts::new(ul.presentation_contexts());
-    for (i, record) in records.into_iter().enumerate() {
+    let mut instances = Prefetch::new(Arc::clone(&archive), AcceptedContexts::new(ul.presentation_contexts()), records);
+    let mut i: u16 = 0;
+    while let Some(next) = instances.next() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         counts.remaining -= 1;
-        let Some(context) = accepted.for_record(&record) else {
-            counts.failed += 1;
-            failed_uids.push(record.sop_instance_uid.to_string());
-            progress(counts);
-            continue;
+        i = i.wrapping_add(1);
+        let outgoing = match next {
+            Ok(outgoing) => outgoing,
+            Err(record) => {
+                counts.failed += 1;
+                failed_uids.push(record.sop_instance_uid.to_string());
+                progress(counts);
+                continue;
+            }
         };
-        let sop = record.sop_instance_uid.to_string();
+        let sop = outgoing.record.sop_instance_uid.to_string();
         let originated = Some((originator, message_id));
-        let code = store_one(&mut ul, Arc::clone(&archive), record, context, i as u16 + 1, originated, None).await?;
+        let code = send(&mut ul, Arc::clone(&archive), outgoing, i, originated, None).await?;
         if counts.record(code) {
             failed_uids.push(sop);
         }
@@ -313,6 +386,30 @@ pub async fn store_one<A>(
     context: u8,
     message_id: u16,
     move_originator: Option<(&str, u16)>,
+    cancel: Option<(u16, &mut bool)>,
+) -> Result<u16>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    let syntax = ul
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.id == context)
+        .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned())
+        .unwrap_or_else(|| record.transfer_syntax_uid.to_string());
+    let outgoing = Outgoing::new(&archive, record, context, &syntax);
+    send(ul, archive, outgoing, message_id, move_originator, cancel).await
+}
+
+/// Sends one prepared instance as a C-STORE sub-operation (see [`store_one`]). A blob that
+/// cannot be read before anything of the instance was sent fails the sub-operation (0x0110,
+/// processing failure); one that fails later ends with an error, the data set being cut.
+pub async fn send<A>(
+    ul: &mut A,
+    archive: Arc<Archive>,
+    outgoing: Outgoing,
+    message_id: u16,
+    move_originator: Option<(&str, u16)>,
     mut cancel: Option<(u16, &mut bool)>,
 ) -> Result<u16>
 where
@@ -321,44 +418,51 @@ where
     let peer = ul.peer_ae_title().to_owned();
     let ul_error = |source| Error::Association { peer: peer.clone(), source: Box::new(source) };
     let chunk = super::fragment_size(ul.peer_max_pdu_length());
+    let Outgoing { record, context, convert_to, data } = outgoing;
     let sop = record.sop_instance_uid.to_string();
     let mut request = Command::c_store_rq(message_id, record.sop_class_uid.as_str(), &sop, Priority::Medium);
     if let Some((ae, id)) = move_originator {
         request.move_originator_ae_title = Some(ae.to_owned());
         request.move_originator_message_id = Some(id);
     }
-    let target = ul
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.id == context)
-        .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_owned())
-        .unwrap_or_else(|| record.transfer_syntax_uid.to_string());
-    let mut data = if target == record.transfer_syntax_uid.as_str() {
-        // Read in large blocks (few hand-offs between threads), sent in PDU-sized fragments.
-        stream_data_set(archive, record, READ_BLOCK.max(chunk))
-    } else {
-        match transcoded_data_set(archive, record, target.clone(), chunk).await {
+    let mut data = match (data, convert_to) {
+        (Some(data), _) => data,
+        (None, Some(target)) => match transcoded_data_set(archive, record, target.clone(), chunk).await {
             Ok(rx) => rx,
             Err(reason) => {
                 tracing::warn!(%peer, sop_instance_uid = %sop, transfer_syntax = %target, %reason, "not sent: cannot convert");
                 return Ok(status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS);
             }
-        }
+        },
+        (None, None) => stream_data_set(archive, record),
     };
     // The PDUs of each block (the command's with the first) are encoded into one buffer and
     // written at once, at a PDU boundary: one system call per block rather than per PDU.
-    let mut out = Vec::with_capacity(READ_BLOCK + READ_BLOCK / chunk.max(1) * 12 + 256);
+    let mut out = Vec::with_capacity(BLOCK + BLOCK / chunk.max(1) * 12 + 256);
     super::encode_pdus(&mut out, context, true, &request.encode(), chunk, true);
-    let mut next = data.recv().await;
-    if next.is_none() {
+    let mut sent_any = false;
+    loop {
+        let (block, last) = match data.recv().await {
+            Some(Ok(piece)) => piece,
+            Some(Err(source)) if !sent_any => {
+                tracing::error!(%peer, sop_instance_uid = %sop, error = %source, "not sent: the stored object cannot be read");
+                return Ok(status::PROCESSING_FAILURE);
+            }
+            Some(Err(source)) => return Err(Error::Io { action: format!("reading instance {sop}"), source }),
+            // Nothing (more) to send: a conversion gave an empty data set, or the reader ended.
+            None if !sent_any => {
+                AsyncAssociation::inner_stream(ul).write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {peer}"), source })?;
+                break;
+            }
+            None => return Err(Error::Io { action: format!("reading instance {sop}"), source: std::io::Error::other("the data set ended early") }),
+        };
+        super::encode_pdus(&mut out, context, false, &block, chunk, last);
         AsyncAssociation::inner_stream(ul).write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {peer}"), source })?;
-    }
-    while let Some(block) = next {
-        let block = block.map_err(|source| Error::Io { action: format!("reading instance {sop}"), source })?;
-        next = data.recv().await;
-        super::encode_pdus(&mut out, context, false, &block, chunk, next.is_none());
-        AsyncAssociation::inner_stream(ul).write_all(&out).await.map_err(|source| Error::Io { action: format!("sending to {peer}"), source })?;
+        sent_any = true;
         out.clear();
+        if last {
+            break;
+        }
     }
     let mut bytes = Vec::new();
     loop {

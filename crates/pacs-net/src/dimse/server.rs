@@ -603,27 +603,28 @@ impl Association {
             }
         };
         tracing::info!(peer = %self.peer, %calling, instances = records.len(), "C-GET");
-        let accepted = retrieve::AcceptedContexts::new(ul.presentation_contexts());
         let mut counts = retrieve::SubOperations { remaining: records.len() as u16, ..Default::default() };
+        let mut instances = retrieve::Prefetch::new(Arc::clone(&self.archive), retrieve::AcceptedContexts::new(ul.presentation_contexts()), records);
         let mut failed = Vec::new();
         let mut cancelled = false;
-        for (i, record) in records.into_iter().enumerate() {
+        let mut i: u16 = 0;
+        while let Some(next) = instances.next() {
             if cancelled || self.cancel_requested(ul, message_id).await? {
                 cancelled = true;
                 tracing::info!(peer = %self.peer, remaining = counts.remaining, "C-GET cancelled by the peer");
                 break;
             }
             counts.remaining -= 1;
-            let target = accepted.for_record(&record);
-            let sop = record.sop_instance_uid.to_string();
-            let code = match target {
-                Some(store_context) => {
-                    let id = message_id.wrapping_add(i as u16 + 1);
-                    retrieve::store_one(ul, Arc::clone(&self.archive), record, store_context, id, None, Some((message_id, &mut cancelled))).await?
+            i = i.wrapping_add(1);
+            let (sop, code) = match next {
+                Ok(outgoing) => {
+                    let sop = outgoing.record().sop_instance_uid.to_string();
+                    let id = message_id.wrapping_add(i);
+                    (sop, retrieve::send(ul, Arc::clone(&self.archive), outgoing, id, None, Some((message_id, &mut cancelled))).await?)
                 }
                 // No accepted context for this SOP class in its stored syntax or in one we can
                 // convert it to.
-                None => status::SOP_CLASS_NOT_SUPPORTED,
+                Err(record) => (record.sop_instance_uid.to_string(), status::SOP_CLASS_NOT_SUPPORTED),
             };
             if counts.record(code) {
                 failed.push(sop);

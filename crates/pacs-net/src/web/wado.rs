@@ -39,6 +39,7 @@ use super::json::{self, BulkPath, DataSet, JsonOptions, ParseOptions, Value};
 use super::media::{self, MediaRange, accepts_json, frame_media_type, parse_accept};
 use super::qido::Params;
 use super::{AppState, blocking, codec_error, render, uid};
+use crate::blocks::PooledBlock;
 use crate::error::{Error, Result};
 
 /// Bytes read from a blob per chunk of a streamed response.
@@ -245,46 +246,8 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
-/// Bytes read from a blob at a time: large reads, handed over without a copy.
-const READ_BLOCK: usize = 256 * 1024;
-
-/// Blocks kept for reuse: 8 MiB, enough for the channels of a few responses in flight.
-const POOLED_BLOCKS: usize = 32;
-
-/// Read blocks that hyper has written and dropped, kept for the next reads. A fresh 256 KiB
-/// block costs a `memset` and, as new pages, a page fault and a clearing per 4 KiB: together
-/// about a fifth of the server's time while it sent a CT study.
-static BLOCK_POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-
-/// A read block of [`READ_BLOCK`] initialised bytes, of which the first `len` are content; it
-/// goes back to [`BLOCK_POOL`] when the response has sent it.
-struct PooledBlock {
-    block: Vec<u8>,
-    len: usize,
-}
-
-impl PooledBlock {
-    fn take() -> PooledBlock {
-        let reused = BLOCK_POOL.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        PooledBlock { block: reused.unwrap_or_else(|| vec![0; READ_BLOCK]), len: 0 }
-    }
-}
-
-impl AsRef<[u8]> for PooledBlock {
-    fn as_ref(&self) -> &[u8] {
-        &self.block[..self.len]
-    }
-}
-
-impl Drop for PooledBlock {
-    fn drop(&mut self) {
-        let block = std::mem::take(&mut self.block);
-        let mut pool = BLOCK_POOL.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < POOLED_BLOCKS {
-            pool.push(block);
-        }
-    }
-}
+/// Bytes read from a blob at a time: large reads into pooled blocks, handed over without a copy.
+const READ_BLOCK: usize = crate::blocks::BLOCK;
 
 /// Sends the next `remaining` bytes of `reader`; `Ok(false)` when the client went away. A blob
 /// shorter than that is an error: the part (and the `Content-Length` of the response) promised
@@ -293,19 +256,12 @@ fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn 
     while remaining > 0 {
         let want = remaining.min(READ_BLOCK as u64) as usize;
         let mut block = PooledBlock::take();
-        while block.len < want {
-            let n = reader.read(&mut block.block[block.len..want]).map_err(|source| pacs_core::Error::Io {
-                action: "reading blob",
-                target: record.blob.to_string(),
-                source,
-            })?;
-            if n == 0 {
-                return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
-            }
-            block.len += n;
+        let read = block.fill(&mut reader, want).map_err(|source| pacs_core::Error::Io { action: "reading blob", target: record.blob.to_string(), source })?;
+        if read < want {
+            return Err(pacs_core::Error::Corrupt { what: format!("blob of {} is shorter than its index says", record.sop_instance_uid) });
         }
         remaining -= want as u64;
-        if !send(Bytes::from_owner(block)) {
+        if !send(block.freeze()) {
             return Ok(false);
         }
     }
