@@ -13,17 +13,18 @@
 //!    or one of its VOI LUT Sequence's tables, its output scaled to 8 bits as DCMTK scales it;
 //!    else the frame's range), MONOCHROME1 inverted;
 //! 2. colour: RGB, YBR_FULL and YBR_FULL_422 (to RGB with the PS3.3 C.7.6.3.1.2 equations),
-//!    PALETTE COLOR (through the Red, Green and Blue Palette Color Lookup Tables), either planar
-//!    configuration; samples of more than 8 bits are scaled to 8;
+//!    PALETTE COLOR (through the Red, Green and Blue Palette Color Lookup Tables, segmented ones
+//!    expanded: discrete, linear and indirect segments, C.7.9.2), either planar configuration;
+//!    samples of more than 8 bits are scaled to 8;
 //! 3. the viewport: the image fitted within a width and height, keeping its aspect ratio (an
 //!    area average when shrinking);
 //! 4. [`encode`] as baseline JPEG or 8-bit PNG.
 //!
 //! A lookup table that contradicts its descriptor (data of another length, no entries, a
-//! descriptor without three values or with bits per entry outside 8 to 16) is an
-//! [`Error::Invalid`] naming the table. Segmented palettes, 1-bit pixels (Bits Allocated 1),
-//! YBR_PARTIAL and the other photometric interpretations are answered [`Error::Unsupported`];
-//! the Presentation LUT Shape and presentation states are not applied.
+//! descriptor without three values or with bits per entry outside 8 to 16, segments that do not
+//! expand to its entries) is an [`Error::Invalid`] naming the table. 1-bit pixels (Bits
+//! Allocated 1), YBR_PARTIAL and the other photometric interpretations are answered
+//! [`Error::Unsupported`]; the Presentation LUT Shape and presentation states are not applied.
 //!
 //! ```no_run
 //! use pacs_codec::render::{self, ImageFormat, RenderOptions};
@@ -118,7 +119,7 @@ pub struct Image {
 }
 
 /// A lookup table: a Modality LUT (PS3.3 C.11.1), a VOI LUT (C.11.2) or one of the three
-/// Palette Color Lookup Tables (C.7.6.3.1.5).
+/// Palette Color Lookup Tables (C.7.6.3.1.5, segmented ones expanded).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lut {
     /// The first input value mapped (values below map to the first entry, values past the last
@@ -421,19 +422,20 @@ fn describe(object: &DefaultDicomObject, frame: u32) -> Result<FrameDescription>
     })
 }
 
-/// The three Palette Color Lookup Tables of `object`.
+/// The three Palette Color Lookup Tables of `object`: each the Palette Color Lookup Table Data,
+/// else the Segmented Palette Color Lookup Table Data expanded (PS3.3 C.7.9.2).
 fn palette(object: &DefaultDicomObject) -> Result<[PaletteLut; 3]> {
     // A first mapped value is US, or SS when the pixels are signed.
     let signed = int(object, tags::PIXEL_REPRESENTATION) == Some(1);
     let one = |descriptor: Tag, data: Tag, segmented: Tag, colour: &str| -> Result<PaletteLut> {
         let invalid = |reason: String| Error::Invalid { reason: format!("{}: the {colour} Palette Color Lookup Table: {reason}", sop_instance_uid(object)) };
         let descriptor = lut::descriptor(object, descriptor).map_err(invalid)?;
-        if lut::data(object, data).is_none() && object.get(segmented).is_some() {
-            let reason = format!("the {colour} Palette Color Lookup Table is segmented: segmented palettes are not supported");
-            return Err(Error::Unsupported { from: "PALETTE COLOR".into(), to: RENDERED.into(), reason });
+        let entries = match (lut::data(object, data), lut::data(object, segmented)) {
+            (Some(bytes), _) => lut::entries(&bytes, &descriptor),
+            (None, Some(bytes)) => lut::expand_segmented(&bytes, descriptor.bits, descriptor.entries).map_err(|e| format!("segmented data: {e}")),
+            (None, None) => Err("no Palette Color Lookup Table Data, segmented or not".into()),
         }
-        let bytes = lut::data(object, data).ok_or_else(|| invalid("no Palette Color Lookup Table Data".into()))?;
-        let entries = lut::entries(&bytes, &descriptor).map_err(invalid)?;
+        .map_err(invalid)?;
         Ok(PaletteLut { first_mapped: descriptor.first_mapped(signed), bits: descriptor.bits, entries })
     };
     Ok([

@@ -17,7 +17,11 @@
 //!   the object's window; it truncates where we round: within a grey level) and against the
 //!   PS3.3 C.11.2.1.3.1 formula computed with numpy; LINEAR_EXACT, which DCMTK 3.6.7 ignores
 //!   ("unknown value for 'VOILUTFunction'", it renders LINEAR), against the C.11.2.1.3.2 formula
-//!   computed with numpy, within a grey level (numpy rounds halves to even).
+//!   computed with numpy, within a grey level (numpy rounds halves to even);
+//! - segmented palettes, which DCMTK 3.6.7 does not read ("segmented palettes not yet
+//!   supported"): against pydicom's `apply_color_lut`, and against `dcm2pnm` rendering the same
+//!   palette expanded by pydicom into ordinary Palette Color Lookup Table Data, within a level
+//!   (the rounding of linear segments).
 //!
 //! DCMTK, and Python 3 with pydicom, numpy and pylibjpeg, are required: `scripts/test.sh`
 //! installs them. Missing tools fail the tests, they never skip them.
@@ -289,6 +293,17 @@ fn sigmoid_and_linear_exact_match_dcm2pnm_and_the_standard() {
     assert_close("LINEAR_EXACT, formula", &image, &reference("linear_exact", image.width, 1), 0.05, 1);
 }
 
+#[test]
+fn segmented_palettes_match_pydicom_and_dcm2pnm() {
+    for name in ["segmented8", "segmented16", "segmented8_indirect"] {
+        let image = ours(&fixture(&format!("{name}.dcm")), None, 1);
+        assert_close(&format!("{name}, pydicom"), &image, &reference(name, image.width, 3), 0.1, 1);
+        let expanded = fixture(&format!("{name}_expanded.dcm"));
+        assert_close(&format!("{name}, dcm2pnm of its expansion"), &image, &dcmtk("dcm2pnm", &expanded, None, 1), 0.1, 1);
+        assert_close(&format!("{name}, its expansion"), &image, &ours(&expanded, None, 1), 0.1, 1);
+    }
+}
+
 /// `path` with its `sequence` (one item) replaced by an item holding `descriptor` and `data`.
 fn with_lut(path: &Path, sequence: dicom_core::Tag, descriptor: Option<Vec<u16>>, data: Option<Vec<u8>>) -> PathBuf {
     let mut object = dicom_object::open_file(path).unwrap();
@@ -344,4 +359,18 @@ fn malformed_luts_are_errors() {
     // A VOI LUT that is not there.
     assert_invalid(&fixture("voi8.dcm"), VoiChoice::Lut(4), "VOI LUT 4 asked for; the object has 3");
     assert_invalid(&fixture("voi8.dcm"), VoiChoice::Lut(0), "VOI LUT 0 asked for");
+    // Segmented palettes: a linear first segment, an unknown opcode, too few entries.
+    for (i, (data, expected)) in
+        [(vec![1u16, 4, 60], "linear but has no entry"), (vec![0, 2, 1, 2, 7, 1], "opcode 7"), (vec![0, 2, 1, 2], "expand to 2 entries")]
+            .into_iter()
+            .enumerate()
+    {
+        let mut object = dicom_object::open_file(fixture("segmented16.dcm")).unwrap();
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        object.put(DataElement::new(tags::SEGMENTED_GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA, VR::OW, PrimitiveValue::U8(bytes.into())));
+        let bad = fixtures().join(format!("malformed-segmented-{i}.dcm"));
+        object.write_to_file(&bad).unwrap();
+        assert_invalid(&bad, VoiChoice::Auto, "the Green Palette Color Lookup Table: segmented data");
+        assert_invalid(&bad, VoiChoice::Auto, expected);
+    }
 }

@@ -13,7 +13,13 @@ writes into DIR:
   16-bit entries (OW), 8-bit entries one to a word (US);
 - voi_and_window.dcm: voi16.dcm with a Window Center and Width as well;
 - sigmoid.dcm, linear_exact.dcm: the CT-like image with a window and that VOI LUT Function;
-  sigmoid.raw, linear_exact.raw: the PS3.3 C.11.2.1.3 functions of its modality values (numpy).
+  sigmoid.raw, linear_exact.raw: the PS3.3 C.11.2.1.3 functions of its modality values (numpy);
+- segmented8.dcm: 8-bit PALETTE COLOR with pydicom's well-known SUMMER palette (segmented, 8-bit
+  entries); segmented16.dcm: 16-bit entries with discrete, linear and indirect segments (pointing
+  at the first segment: pydicom reads a 16-bit offset as a count of words, the standard as bytes);
+  segmented8_indirect.dcm: 8-bit entries with an indirect segment pointing past the first; each also as *_expanded.dcm, the same palette expanded
+  into ordinary Palette Color Lookup Table Data by pydicom (for DCMTK, which does not read
+  segmented palettes), and *.raw, pydicom's apply_color_lut of the pixels.
 """
 
 import os
@@ -21,7 +27,9 @@ import sys
 
 import numpy
 import pydicom
+import pydicom.data
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_color_lut
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -147,4 +155,59 @@ for function, name in (("SIGMOID", "sigmoid"), ("LINEAR_EXACT", "linear_exact"))
         y = numpy.where(x <= c - w / 2, 0.0, numpy.where(x > c + w / 2, 255.0, ((x - c) / w + 0.5) * 255))
     with open(os.path.join(OUT, f"{name}.raw"), "wb") as f:
         f.write(numpy.clip(numpy.round(y), 0, 255).astype(numpy.uint8).tobytes())
+
+
+def palette_object(bits, red, green, blue, name):
+    """8-bit PALETTE COLOR pixels 0..255 (a ramp with a pattern) through segmented palettes."""
+    ds = base(64, 80, 8, 8, photometric="PALETTE COLOR")
+    y, x = numpy.mgrid[0:64, 0:80]
+    index = ((x * 3 + (y // 8) * 17 + (x * y) % 7) % 256).astype(numpy.uint8)
+    ds.add_new(0x7FE00010, "OB", index.tobytes())
+    for tag, data in ((0x00281101, red), (0x00281102, green), (0x00281103, blue)):
+        ds.add_new(tag, "US", [256, 0, bits])
+    for tag, data in ((0x00281221, red), (0x00281222, green), (0x00281223, blue)):
+        ds.add_new(tag, "OW", data)
+    save(ds, f"{name}.dcm")
+    ds = pydicom.dcmread(os.path.join(OUT, f"{name}.dcm"))
+    rgb = apply_color_lut(ds.pixel_array, ds)
+    # Scaled to 8 bits as DCMTK and we show 16-bit entries: the high byte.
+    rgb8 = (rgb >> 8).astype(numpy.uint8) if bits == 16 else rgb.astype(numpy.uint8)
+    with open(os.path.join(OUT, f"{name}.raw"), "wb") as f:
+        f.write(rgb8.tobytes())
+    # The same palette, expanded by pydicom, as ordinary Palette Color Lookup Table Data.
+    lut = apply_color_lut(numpy.arange(256, dtype=numpy.uint8), ds)
+    for i, tag in enumerate((0x00281221, 0x00281222, 0x00281223)):
+        del ds[tag]
+        data = lut[:, i].astype("<u2").tobytes() if bits == 16 else lut[:, i].astype(numpy.uint8).tobytes()
+        ds.add_new(0x00281201 + i, "OW", data)
+    save(ds, f"{name}_expanded.dcm")
+
+
+summer = pydicom.dcmread(os.path.join(os.path.dirname(pydicom.data.__file__), "palettes", "summer.dcm"))
+palette_object(
+    8,
+    summer.SegmentedRedPaletteColorLookupTableData,
+    summer.SegmentedGreenPaletteColorLookupTableData,
+    summer.SegmentedBluePaletteColorLookupTableData,
+    "segmented8",
+)
+
+
+def words(values):
+    return numpy.array(values, dtype="<u2").tobytes()
+
+
+# 16-bit entries: discrete, linear, then an indirect segment copying the first two (offset 0).
+red = [0, 4, 0, 65535, 30000, 1000, 1, 100, 60000, 2, 2, 0, 0, 1, 48, 123]
+# Two linear segments after a discrete one, an indirect copy of the discrete one, a linear one.
+green = [0, 2, 500, 1000, 1, 120, 50000, 1, 60, 0, 2, 1, 0, 0, 1, 72, 9000]
+blue = [0, 1, 65535, 1, 255, 0]
+palette_object(16, words(red), words(green), words(blue), "segmented16")
+
+# 8-bit entries: the offset of an indirect segment is in bytes (here 5, the linear segment).
+red8 = bytes([0, 3, 10, 20, 30, 1, 100, 250, 2, 1, 5, 0, 0, 0, 1, 53, 0])
+green8 = bytes([0, 1, 255, 1, 255, 0])
+blue8 = bytes([0, 2, 0, 128, 1, 254, 255])
+assert len(red8) % 2 == 1 and len(green8) % 2 == 0 and len(blue8) % 2 == 1
+palette_object(8, red8 + b"\0", green8, blue8 + b"\0", "segmented8_indirect")
 
