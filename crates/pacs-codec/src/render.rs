@@ -6,12 +6,14 @@
 //! frame's fragments), what they do not cover by dicom-pixeldata. Then, as PS3.3 C.11 and PS3.4
 //! N.2 order it:
 //!
-//! 1. grayscale (MONOCHROME1, MONOCHROME2; 8, 16 or 32 bits allocated, signed or not): the
+//! 1. grayscale (MONOCHROME1, MONOCHROME2; 1, 8, 16 or 32 bits allocated, signed or not): the
 //!    Modality LUT (the Modality LUT Sequence's table, else Rescale Slope and Intercept), the VOI
 //!    transformation (the window asked for, linear; else, as [`VoiChoice`] says, the object's
 //!    first Window Center and Width with its VOI LUT Function, LINEAR, LINEAR_EXACT or SIGMOID,
 //!    or one of its VOI LUT Sequence's tables, its output scaled to 8 bits as DCMTK scales it;
-//!    else the frame's range), MONOCHROME1 inverted;
+//!    else the frame's range), MONOCHROME1 inverted. 1-bit pixels are packed from the least
+//!    significant bit, frames one after the other (a frame may start mid-byte); without a
+//!    window or a VOI LUT, 0 is black and 1 white (MONOCHROME2);
 //! 2. colour: RGB, YBR_FULL and YBR_FULL_422 (to RGB with the PS3.3 C.7.6.3.1.2 equations),
 //!    PALETTE COLOR (through the Red, Green and Blue Palette Color Lookup Tables, segmented ones
 //!    expanded: discrete, linear and indirect segments, C.7.9.2), either planar configuration;
@@ -22,9 +24,9 @@
 //!
 //! A lookup table that contradicts its descriptor (data of another length, no entries, a
 //! descriptor without three values or with bits per entry outside 8 to 16, segments that do not
-//! expand to its entries) is an [`Error::Invalid`] naming the table. 1-bit pixels (Bits
-//! Allocated 1), YBR_PARTIAL and the other photometric interpretations are answered
-//! [`Error::Unsupported`]; the Presentation LUT Shape and presentation states are not applied.
+//! expand to its entries) is an [`Error::Invalid`] naming the table. YBR_PARTIAL and the other
+//! photometric interpretations are answered [`Error::Unsupported`]; the Presentation LUT Shape
+//! and presentation states are not applied.
 //!
 //! ```no_run
 //! use pacs_codec::render::{self, ImageFormat, RenderOptions};
@@ -185,7 +187,7 @@ pub struct GrayscaleLuts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VoiChoice {
     /// The object's first window (with its VOI LUT Function), else its first VOI LUT, else the
-    /// frame's range.
+    /// frame's range (0 to 1 for 1-bit pixels).
     #[default]
     Auto,
     /// The n-th VOI LUT (from 1) of the VOI LUT Sequence, even when the object has a window; an
@@ -267,7 +269,10 @@ pub fn frame_count(object: &DefaultDicomObject) -> u32 {
 ///
 /// Compressed pixel data comes back pixel-interleaved, with the description's Photometric
 /// Interpretation saying what the decoder left: lossy JPEG colour frames and JPEG 2000 YBR_RCT
-/// and YBR_ICT frames as RGB, the others as they were coded.
+/// and YBR_ICT frames as RGB, the others as they were coded. Native 1-bit pixels (Bits
+/// Allocated 1) come back packed as stored, eight to a byte from the least significant bit, the
+/// frame moved to start at the first bit of its first byte (a frame of a multi-frame object may
+/// start mid-byte), the bits past its last pixel zero.
 pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDescription, Vec<u8>)> {
     let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
     let count = frame_count(object);
@@ -303,6 +308,11 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
     if !encapsulated {
         // Native pixel data: the frame's bytes as stored.
         let bytes = object.get(tags::PIXEL_DATA).and_then(|e| e.to_bytes().ok()).ok_or_else(|| pixel_error("Pixel Data has no bytes".into()))?;
+        if description.bits_allocated == 1 {
+            let pixels = description.rows as usize * description.columns as usize * usize::from(description.samples);
+            let data = bit_frame(&bytes, pixels, frame).map_err(pixel_error)?;
+            return Ok((description, data));
+        }
         let frame_len = native_frame_len(&description)?;
         let start = frame_len * (frame as usize - 1);
         let data = bytes
@@ -356,8 +366,9 @@ pub(crate) fn words_in_sample_order(bytes: &mut [u8], bits_allocated: u16) {
 
 /// Decodes frames `frames` (from 1) of the Part 10 object read from `input`, whole: the native
 /// samples of each, as [`decode_frame`] gives them, and as a conversion of the object to Explicit
-/// VR Little Endian holds them. For objects whose frames cannot be read alone (native big endian
-/// pixel data, encapsulated frames without offsets); [`decode_encoded_frame`] reads less.
+/// VR Little Endian holds them (1-bit frames each moved to start on a byte, see
+/// [`decode_frame`]). For objects whose frames cannot be read alone (native big endian pixel
+/// data, 1-bit pixels, encapsulated frames without offsets); [`decode_encoded_frame`] reads less.
 pub fn decode_frames(input: &mut dyn Read, frames: &[u32]) -> Result<Vec<Vec<u8>>> {
     let object = catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(input)))
         .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
@@ -520,6 +531,30 @@ fn group_item(groups: &dicom_object::InMemDicomObject, group: Tag, tag: Tag) -> 
     groups.get(group)?.items()?.first().filter(|item| item.get(tag).is_some())
 }
 
+/// The bits of frame `frame` (from 1) of `pixels` 1-bit samples in native `bytes` (frames follow
+/// each other without padding, PS3.5 8.1.1), moved to start at the first bit of the first byte.
+fn bit_frame(bytes: &[u8], pixels: usize, frame: u32) -> std::result::Result<Vec<u8>, String> {
+    let start = pixels.checked_mul(frame as usize - 1).ok_or("the frame is out of range")?;
+    let end = start.checked_add(pixels).ok_or("the frame is out of range")?;
+    if bytes.len().saturating_mul(8) < end {
+        return Err(format!("Pixel Data has {} bytes, frame {frame} ends at bit {end}", bytes.len()));
+    }
+    let (first, shift) = (start / 8, start % 8);
+    let mut out: Vec<u8> = (0..pixels.div_ceil(8))
+        .map(|k| {
+            let low = bytes.get(first + k).map_or(0, |b| b >> shift);
+            let high = if shift == 0 { 0 } else { bytes.get(first + k + 1).map_or(0, |b| b << (8 - shift)) };
+            low | high
+        })
+        .collect();
+    if let Some(last) = out.last_mut()
+        && !pixels.is_multiple_of(8)
+    {
+        *last &= (1u8 << (pixels % 8)) - 1;
+    }
+    Ok(out)
+}
+
 /// The bytes of one native frame.
 fn native_frame_len(d: &FrameDescription) -> Result<usize> {
     let pixels = d.rows as usize * d.columns as usize;
@@ -610,6 +645,18 @@ pub fn frame_to_image(d: &FrameDescription, frame: &[u8], window: Option<(f64, f
 /// Colour goes to RGB.
 pub fn frame_to_image_with(d: &FrameDescription, luts: &GrayscaleLuts, frame: &[u8], window: Option<(f64, f64)>, voi: VoiChoice) -> Result<Image> {
     let count = d.rows as usize * d.columns as usize;
+    if d.bits_allocated == 1 {
+        // 1-bit pixels, packed from the least significant bit: one byte each, then as 8 bits.
+        let samples = count * usize::from(d.samples);
+        if frame.len() < samples.div_ceil(8) {
+            return Err(Error::Invalid {
+                reason: format!("the frame has {} bytes, {} expected for {samples} 1-bit samples", frame.len(), samples.div_ceil(8)),
+            });
+        }
+        let unpacked: Vec<u8> = (0..samples).map(|i| (frame[i / 8] >> (i % 8)) & 1).collect();
+        let d = FrameDescription { bits_allocated: 8, bits_stored: 1, signed: false, big_endian: false, ..d.clone() };
+        return frame_to_image_with(&d, luts, &unpacked, window, voi);
+    }
     let bytes_per = match d.bits_allocated {
         8 => 1,
         16 => 2,
@@ -640,7 +687,13 @@ pub fn frame_to_image_with(d: &FrameDescription, luts: &GrayscaleLuts, frame: &[
                     (Some((center, width)), _) => Voi::Window(center, width, luts.function),
                     (None, Some(lut)) => Voi::Lut(lut),
                     (None, None) => {
-                        let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+                        // The frame's range; 1-bit pixels the range of their two values.
+                        let (lo, hi) = if d.bits_stored == 1 {
+                            let (a, b) = (modality(0), modality(1));
+                            (a.min(b), a.max(b))
+                        } else {
+                            values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+                        };
                         let (center, width) = if values.is_empty() { (0.0, 1.0) } else { ((lo + hi + 1.0) / 2.0, (hi - lo + 1.0).max(1.0)) };
                         Voi::Window(center, width, VoiFunction::Linear)
                     }
@@ -929,6 +982,22 @@ mod tests {
         assert_eq!(image.pixels, vec![window_value(1000.0, 1500.0, 1000.0), window_value(2000.0, 1500.0, 1000.0)]);
         let error = frame_to_image_with(&d, &luts, &[0, 7], None, VoiChoice::Lut(3)).expect_err("no third LUT");
         assert!(error.to_string().contains("VOI LUT 3 asked for; the object has 2"), "{error}");
+    }
+
+    #[test]
+    fn one_bit_frames() {
+        // Frames of 5 pixels: the second starts at bit 5 of the first byte.
+        let bytes = [0b1010_0110, 0b0000_0011];
+        assert_eq!(bit_frame(&bytes, 5, 1), Ok(vec![0b0_0110]));
+        assert_eq!(bit_frame(&bytes, 5, 2), Ok(vec![0b1_1101]));
+        assert_eq!(bit_frame(&bytes, 5, 3), Ok(vec![0]), "bits 10 to 14, in the second byte");
+        assert!(bit_frame(&bytes, 5, 4).expect_err("past the end").contains("frame 4 ends at bit 20"));
+        assert_eq!(bit_frame(&bytes, 16, 1), Ok(bytes.to_vec()));
+        let d = FrameDescription { rows: 1, columns: 5, ..gray("MONOCHROME2", 1, 1, false, None) };
+        assert_eq!(frame_to_image(&d, &[0b0_0110], None).expect("render").pixels, vec![0, 255, 255, 0, 0]);
+        let d = FrameDescription { photometric: "MONOCHROME1".into(), ..d };
+        assert_eq!(frame_to_image(&d, &[0b1_1111], None).expect("render").pixels, vec![0; 5], "all ones, black");
+        assert!(frame_to_image(&d, &[], None).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! decoding (pylibjpeg) windowed by the PS3.3 linear function.
 //!
 //!
-//! The lookup tables, which pydicom's test files lack, are rendered from
+//! The lookup tables and 1-bit pixels, which pydicom's test files lack, are rendered from
 //! synthetic objects that `tests/render_luts.py` writes with pydicom (see it for each one):
 //!
 //! - the Modality LUT Sequence (16-bit entries, signed input, pixels past both ends) against
@@ -21,7 +21,10 @@
 //! - segmented palettes, which DCMTK 3.6.7 does not read ("segmented palettes not yet
 //!   supported"): against pydicom's `apply_color_lut`, and against `dcm2pnm` rendering the same
 //!   palette expanded by pydicom into ordinary Palette Color Lookup Table Data, within a level
-//!   (the rounding of linear segments).
+//!   (the rounding of linear segments);
+//! - 1-bit MONOCHROME2 and MONOCHROME1, one frame and three frames starting mid-byte, against
+//!   `dcm2pnm +Wm` (without a VOI option it shows a 1 as 128) and pydicom's `pixel_array`,
+//!   exactly.
 //!
 //! DCMTK, and Python 3 with pydicom, numpy and pylibjpeg, are required: `scripts/test.sh`
 //! installs them. Missing tools fail the tests, they never skip them.
@@ -304,6 +307,26 @@ fn segmented_palettes_match_pydicom_and_dcm2pnm() {
     }
 }
 
+#[test]
+fn one_bit_pixels_match_dcm2pnm_and_pydicom() {
+    for (name, frames) in [("bits1_mono2", 1), ("bits1_mono1", 1), ("bits1_mono2_3f", 3), ("bits1_mono1_3f", 3)] {
+        let path = fixture(&format!("{name}.dcm"));
+        let all = std::fs::read(fixture(&format!("{name}.raw"))).unwrap();
+        let invert = name.contains("mono1");
+        let per_frame = all.len() / frames as usize;
+        for frame in 1..=frames {
+            let image = ours(&path, None, frame);
+            // Without a VOI option dcm2pnm scales 0..2^bits to 0..256: a 1 comes out 128. With
+            // its min-max window (the two values here) it shows 0 and 1 as black and white.
+            let theirs = dcmtk_with("dcm2pnm", &path, &["--frame", &frame.to_string(), "+Wm"]);
+            assert_close(&format!("{name} frame {frame}"), &image, &theirs, 0.0, 0);
+            let bits = &all[per_frame * (frame as usize - 1)..per_frame * frame as usize];
+            let expected: Vec<u8> = bits.iter().map(|b| if (*b == 1) != invert { 255 } else { 0 }).collect();
+            assert_eq!(image.pixels, expected, "{name} frame {frame}: 0 black, 1 white (MONOCHROME2)");
+        }
+    }
+}
+
 /// `path` with its `sequence` (one item) replaced by an item holding `descriptor` and `data`.
 fn with_lut(path: &Path, sequence: dicom_core::Tag, descriptor: Option<Vec<u16>>, data: Option<Vec<u8>>) -> PathBuf {
     let mut object = dicom_object::open_file(path).unwrap();
@@ -373,4 +396,13 @@ fn malformed_luts_are_errors() {
         assert_invalid(&bad, VoiChoice::Auto, "the Green Palette Color Lookup Table: segmented data");
         assert_invalid(&bad, VoiChoice::Auto, expected);
     }
+    // 1-bit pixel data shorter than its frames.
+    let mut object = dicom_object::open_file(fixture("bits1_mono2_3f.dcm")).unwrap();
+    object.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(vec![0xAA; 12].into())));
+    let bad = fixtures().join("malformed-bits1.dcm");
+    object.write_to_file(&bad).unwrap();
+    let options = RenderOptions { frame: 3, ..RenderOptions::default() };
+    let error = render::render(&mut std::fs::File::open(&bad).unwrap(), &options).unwrap_err();
+    assert!(error.to_string().contains("frame 3 ends at bit 105"), "{error}");
+    assert!(render::render(&mut std::fs::File::open(&bad).unwrap(), &RenderOptions { frame: 2, ..options }).is_ok(), "frame 2 is whole");
 }

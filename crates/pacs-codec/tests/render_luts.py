@@ -19,7 +19,10 @@ writes into DIR:
   at the first segment: pydicom reads a 16-bit offset as a count of words, the standard as bytes);
   segmented8_indirect.dcm: 8-bit entries with an indirect segment pointing past the first; each also as *_expanded.dcm, the same palette expanded
   into ordinary Palette Color Lookup Table Data by pydicom (for DCMTK, which does not read
-  segmented palettes), and *.raw, pydicom's apply_color_lut of the pixels.
+  segmented palettes), and *.raw, pydicom's apply_color_lut of the pixels;
+- bits1_mono2.dcm, bits1_mono1.dcm: 1 bit allocated, one 13 x 11 frame; bits1_mono2_3f.dcm,
+  bits1_mono1_3f.dcm: three 7 x 5 frames (35 bits each, so frames 2 and 3 start mid-byte);
+  *.raw: pydicom's pixel_array of them, all frames.
 """
 
 import os
@@ -211,3 +214,19 @@ blue8 = bytes([0, 2, 0, 128, 1, 254, 255])
 assert len(red8) % 2 == 1 and len(green8) % 2 == 0 and len(blue8) % 2 == 1
 palette_object(8, red8 + b"\0", green8, blue8 + b"\0", "segmented8_indirect")
 
+
+def one_bit(rows, columns, frames, photometric, name):
+    count = rows * columns * frames
+    bits = numpy.array([(i * 7 + i // 3 + (i * i) % 5) % 3 == 0 for i in range(count)], dtype=numpy.uint8)
+    ds = base(rows, columns, 1, 1, photometric=photometric, frames=frames)
+    ds.add_new(0x7FE00010, "OB", numpy.packbits(bits, bitorder="little").tobytes())
+    save(ds, f"{name}.dcm")
+    array = pydicom.dcmread(os.path.join(OUT, f"{name}.dcm")).pixel_array
+    with open(os.path.join(OUT, f"{name}.raw"), "wb") as f:
+        f.write(array.astype(numpy.uint8).tobytes())
+
+
+one_bit(11, 13, 1, "MONOCHROME2", "bits1_mono2")
+one_bit(11, 13, 1, "MONOCHROME1", "bits1_mono1")
+one_bit(5, 7, 3, "MONOCHROME2", "bits1_mono2_3f")
+one_bit(5, 7, 3, "MONOCHROME1", "bits1_mono1_3f")
