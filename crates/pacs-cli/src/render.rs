@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use pacs_codec::render::{self, ImageFormat, RenderOptions};
+use pacs_codec::render::{self, ImageFormat, RenderOptions, VoiChoice};
 
 /// Arguments of `pacs render`.
 #[derive(Args)]
@@ -15,9 +15,14 @@ pub struct RenderArgs {
     input: PathBuf,
     /// The image to write: `.png`, `.jpg` or `.jpeg` (replaced only once rendering succeeded).
     output: PathBuf,
-    /// VOI window `center,width` in modality units (default: the file's, else the frame's range).
+    /// VOI window `center,width` in modality units, linear (default: the file's first window,
+    /// else its first VOI LUT, else the frame's range).
     #[arg(long, value_parser = parse_window)]
     window: Option<(f64, f64)>,
+    /// Render through the N-th table (from 1) of the file's VOI LUT Sequence, even when the file
+    /// has a window (a `--window` given still wins).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    voi_lut: Option<u32>,
     /// The frame to render, from 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     frame: u32,
@@ -54,7 +59,8 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let format = ImageFormat::from_extension(&args.output).ok_or_else(|| anyhow!("{}: the output must end in .png, .jpg or .jpeg", args.output.display()))?;
     let mut input = std::io::BufReader::new(std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?);
     let options = RenderOptions { frame: args.frame, window: args.window, viewport: args.size, enlarge: true };
-    let image = render::render(&mut input, &options).with_context(|| format!("rendering frame {} of {}", args.frame, args.input.display()))?;
+    let voi = args.voi_lut.map_or(VoiChoice::Auto, VoiChoice::Lut);
+    let image = render::render_with(&mut input, &options, voi).with_context(|| format!("rendering frame {} of {}", args.frame, args.input.display()))?;
     let bytes = render::encode(&image, format, args.quality).with_context(|| format!("encoding {}", args.output.display()))?;
     let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| std::path::Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;

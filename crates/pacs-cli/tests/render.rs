@@ -70,4 +70,12 @@ fn render_sizes_frames_formats_and_errors() {
     assert_error(&run, &[".png"]);
     let run = pacs.run(&["render".as_ref(), colour.as_os_str(), out.as_os_str(), "--window".as_ref(), "40".as_ref()]);
     assert_ne!(exit_code(&run), 0);
+    // A VOI LUT the file does not have (CT_small has a window, no VOI LUT Sequence).
+    let ct = pydicom_file("CT_small.dcm");
+    let run = pacs.run(&["render".as_ref(), ct.as_os_str(), out.as_os_str(), "--voi-lut".as_ref(), "2".as_ref()]);
+    assert_ne!(exit_code(&run), 0);
+    assert_error(&run, &["VOI LUT 2 asked for; the object has 0"]);
+    assert!(!out.exists(), "no output after a failure");
+    let run = pacs.run(&["render".as_ref(), ct.as_os_str(), out.as_os_str(), "--voi-lut".as_ref(), "0".as_ref()]);
+    assert_ne!(exit_code(&run), 0);
 }

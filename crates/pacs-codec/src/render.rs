@@ -6,19 +6,27 @@
 //! frame's fragments), what they do not cover by dicom-pixeldata. Then, as PS3.3 C.11 and PS3.4
 //! N.2 order it:
 //!
-//! 1. grayscale (MONOCHROME1, MONOCHROME2; 8, 16 or 32 bits allocated, signed or not): the
-//!    Modality LUT as Rescale Slope and Intercept, the linear VOI window (the one asked for, else
-//!    the object's first Window Center and Width, else the frame's range), MONOCHROME1 inverted;
+//! 1. grayscale (MONOCHROME1, MONOCHROME2; 1, 8, 16 or 32 bits allocated, signed or not): the
+//!    Modality LUT (the Modality LUT Sequence's table, else Rescale Slope and Intercept), the VOI
+//!    transformation (the window asked for, linear; else, as [`VoiChoice`] says, the object's
+//!    first Window Center and Width with its VOI LUT Function, LINEAR, LINEAR_EXACT or SIGMOID,
+//!    or one of its VOI LUT Sequence's tables, its output scaled to 8 bits as DCMTK scales it;
+//!    else the frame's range), MONOCHROME1 inverted. 1-bit pixels are packed from the least
+//!    significant bit, frames one after the other (a frame may start mid-byte); without a
+//!    window or a VOI LUT, 0 is black and 1 white (MONOCHROME2);
 //! 2. colour: RGB, YBR_FULL and YBR_FULL_422 (to RGB with the PS3.3 C.7.6.3.1.2 equations),
-//!    PALETTE COLOR (through the Red, Green and Blue Palette Color Lookup Tables), either planar
-//!    configuration; samples of more than 8 bits are scaled to 8;
+//!    PALETTE COLOR (through the Red, Green and Blue Palette Color Lookup Tables, segmented ones
+//!    expanded: discrete, linear and indirect segments, C.7.9.2), either planar configuration;
+//!    samples of more than 8 bits are scaled to 8;
 //! 3. the viewport: the image fitted within a width and height, keeping its aspect ratio (an
 //!    area average when shrinking);
 //! 4. [`encode`] as baseline JPEG or 8-bit PNG.
 //!
-//! Not supported (answered [`Error::Unsupported`]): the Modality LUT Sequence, the VOI LUT
-//! Sequence and the sigmoid VOI function, segmented palettes, 1-bit pixels and YBR_PARTIAL
-//! (these are rare in stored objects).
+//! A lookup table that contradicts its descriptor (data of another length, no entries, a
+//! descriptor without three values or with bits per entry outside 8 to 16, segments that do not
+//! expand to its entries) is an [`Error::Invalid`] naming the table. YBR_PARTIAL and the other
+//! photometric interpretations are answered [`Error::Unsupported`]; the Presentation LUT Shape
+//! and presentation states are not applied.
 //!
 //! ```no_run
 //! use pacs_codec::render::{self, ImageFormat, RenderOptions};
@@ -44,6 +52,8 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use crate::decode;
 use crate::error::{Error, Result};
 use crate::syntax;
+
+mod lut;
 
 /// What [`Error::Unsupported`] names as the target of a rendering.
 const RENDERED: &str = "a rendered image";
@@ -110,15 +120,79 @@ pub struct Image {
     pub pixels: Vec<u8>,
 }
 
-/// One of the three Palette Color Lookup Tables (PS3.3 C.7.6.3.1.5).
+/// A lookup table: a Modality LUT (PS3.3 C.11.1), a VOI LUT (C.11.2) or one of the three
+/// Palette Color Lookup Tables (C.7.6.3.1.5, segmented ones expanded).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PaletteLut {
-    /// The first stored pixel value mapped (values below map to the first entry).
+pub struct Lut {
+    /// The first input value mapped (values below map to the first entry, values past the last
+    /// entry to the last).
     pub first_mapped: i64,
-    /// Bits per entry: 8 or 16.
+    /// Bits per entry: 8 to 16.
     pub bits: u16,
-    /// The entries.
+    /// The entries, never empty in the tables this module reads.
     pub entries: Vec<u16>,
+}
+
+impl Lut {
+    /// The entry for input `x`, clamped to the first and the last entry (0 for an empty table).
+    pub fn get(&self, x: i64) -> u16 {
+        let last = self.entries.len().saturating_sub(1) as i64;
+        let at = x.saturating_sub(self.first_mapped).clamp(0, last) as usize;
+        self.entries.get(at).copied().unwrap_or(0)
+    }
+
+    /// An entry scaled to 8 bits as DCMTK scales a VOI LUT's output: `value * 256 / 2^bits`,
+    /// truncated (the high byte of 16-bit entries).
+    pub fn to_8_bits(&self, value: u16) -> u8 {
+        let bits = u32::from(self.bits.clamp(1, 16));
+        ((u32::from(value) << 8) >> bits).min(255) as u8
+    }
+}
+
+/// One of the three Palette Color Lookup Tables (PS3.3 C.7.6.3.1.5).
+pub type PaletteLut = Lut;
+
+/// The VOI LUT Function (0028,1056) applying a window (PS3.3 C.11.2.1.2, C.11.2.1.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VoiFunction {
+    /// `LINEAR`, the default: C.11.2.1.2.1, the window's ends at center - 0.5 ± (width - 1) / 2.
+    #[default]
+    Linear,
+    /// `LINEAR_EXACT`: C.11.2.1.3.2, the window's ends at center ± width / 2.
+    LinearExact,
+    /// `SIGMOID`: C.11.2.1.3.1, `255 / (1 + exp(-4 (x - center) / width))`.
+    Sigmoid,
+}
+
+/// The grayscale transformations of an object that [`FrameDescription`] does not hold (it has
+/// the rescale and the first window): the Modality LUT Sequence (0028,3000), the VOI LUT
+/// Sequence (0028,3010) and the VOI LUT Function (0028,1056), from the top level of the object,
+/// else from the frame's functional groups (see [`grayscale_luts`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GrayscaleLuts {
+    /// The Modality LUT, used instead of Rescale Slope and Intercept when present.
+    pub modality: Option<Lut>,
+    /// The VOI LUTs, in the order of the sequence.
+    pub voi: Vec<Lut>,
+    /// The function of the object's windows (a window given to the renderer is linear).
+    pub function: VoiFunction,
+}
+
+/// Which VOI transformation renders a grayscale frame when no window is given to the renderer
+/// (a window given always wins).
+///
+/// DCMTK's `dcm2pnm` applies none unless told (`+Wi n`, the n-th window; `+Wl n`, the n-th VOI
+/// LUT); PS3.4 N.2.4 leaves the choice to the application when an object has both. We prefer the
+/// window, as DCMTK's viewers do, and render the object's VOI LUTs when asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VoiChoice {
+    /// The object's first window (with its VOI LUT Function), else its first VOI LUT, else the
+    /// frame's range (0 to 1 for 1-bit pixels).
+    #[default]
+    Auto,
+    /// The n-th VOI LUT (from 1) of the VOI LUT Sequence, even when the object has a window; an
+    /// error when there is no such LUT.
+    Lut(u32),
 }
 
 /// What the header says about the pixels of a decoded frame.
@@ -155,16 +229,27 @@ pub struct FrameDescription {
 
 /// Reads a Part 10 object from `input` and renders one frame of it (see the module).
 pub fn render(input: &mut dyn Read, options: &RenderOptions) -> Result<Image> {
+    render_with(input, options, VoiChoice::Auto)
+}
+
+/// [`render`], with the VOI transformation chosen when `options` gives no window.
+pub fn render_with(input: &mut dyn Read, options: &RenderOptions, voi: VoiChoice) -> Result<Image> {
     let object = catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(input)))
         .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
         .map_err(|e| Error::Invalid { reason: e.to_string() })?;
-    render_object(&object, options)
+    render_object_with(&object, options, voi)
 }
 
 /// Renders one frame of an object already in memory (see the module).
 pub fn render_object(object: &DefaultDicomObject, options: &RenderOptions) -> Result<Image> {
+    render_object_with(object, options, VoiChoice::Auto)
+}
+
+/// [`render_object`], with the VOI transformation chosen when `options` gives no window.
+pub fn render_object_with(object: &DefaultDicomObject, options: &RenderOptions, voi: VoiChoice) -> Result<Image> {
     let (description, frame) = decode_frame(object, options.frame)?;
-    let image = frame_to_image(&description, &frame, options.window)?;
+    let luts = if description.photometric.starts_with("MONOCHROME") { grayscale_luts(object, options.frame)? } else { GrayscaleLuts::default() };
+    let image = frame_to_image_with(&description, &luts, &frame, options.window, voi)?;
     Ok(match options.viewport {
         Some(viewport) => fit(image, viewport, options.enlarge),
         None => image,
@@ -184,7 +269,10 @@ pub fn frame_count(object: &DefaultDicomObject) -> u32 {
 ///
 /// Compressed pixel data comes back pixel-interleaved, with the description's Photometric
 /// Interpretation saying what the decoder left: lossy JPEG colour frames and JPEG 2000 YBR_RCT
-/// and YBR_ICT frames as RGB, the others as they were coded.
+/// and YBR_ICT frames as RGB, the others as they were coded. Native 1-bit pixels (Bits
+/// Allocated 1) come back packed as stored, eight to a byte from the least significant bit, the
+/// frame moved to start at the first bit of its first byte (a frame of a multi-frame object may
+/// start mid-byte), the bits past its last pixel zero.
 pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDescription, Vec<u8>)> {
     let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_owned();
     let count = frame_count(object);
@@ -220,6 +308,11 @@ pub fn decode_frame(object: &DefaultDicomObject, frame: u32) -> Result<(FrameDes
     if !encapsulated {
         // Native pixel data: the frame's bytes as stored.
         let bytes = object.get(tags::PIXEL_DATA).and_then(|e| e.to_bytes().ok()).ok_or_else(|| pixel_error("Pixel Data has no bytes".into()))?;
+        if description.bits_allocated == 1 {
+            let pixels = description.rows as usize * description.columns as usize * usize::from(description.samples);
+            let data = bit_frame(&bytes, pixels, frame).map_err(pixel_error)?;
+            return Ok((description, data));
+        }
         let frame_len = native_frame_len(&description)?;
         let start = frame_len * (frame as usize - 1);
         let data = bytes
@@ -273,8 +366,9 @@ pub(crate) fn words_in_sample_order(bytes: &mut [u8], bits_allocated: u16) {
 
 /// Decodes frames `frames` (from 1) of the Part 10 object read from `input`, whole: the native
 /// samples of each, as [`decode_frame`] gives them, and as a conversion of the object to Explicit
-/// VR Little Endian holds them. For objects whose frames cannot be read alone (native big endian
-/// pixel data, encapsulated frames without offsets); [`decode_encoded_frame`] reads less.
+/// VR Little Endian holds them (1-bit frames each moved to start on a byte, see
+/// [`decode_frame`]). For objects whose frames cannot be read alone (native big endian pixel
+/// data, 1-bit pixels, encapsulated frames without offsets); [`decode_encoded_frame`] reads less.
 pub fn decode_frames(input: &mut dyn Read, frames: &[u32]) -> Result<Vec<Vec<u8>>> {
     let object = catch_unwind(AssertUnwindSafe(|| OpenFileOptions::new().read_preamble(ReadPreamble::Auto).from_reader(input)))
         .map_err(|_| Error::Invalid { reason: "the parser panicked".into() })?
@@ -315,8 +409,10 @@ fn describe(object: &DefaultDicomObject, frame: u32) -> Result<FrameDescription>
     let bits_stored = int(object, tags::BITS_STORED).map_or(bits_allocated, |b| b as u16).clamp(1, bits_allocated.max(1));
     let photometric = text(object, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
     let value = |sequence: Tag, tag: Tag| decimal(object, tag).or_else(|| functional_group_value(object, frame, sequence, tag));
+    // A linear window is at least 1 wide (PS3.3 C.11.2.1.2.1); the other functions' more than 0.
+    let min_width = if voi_function(object, frame) == VoiFunction::Linear { 1.0 } else { f64::MIN_POSITIVE };
     let window = match (value(tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_CENTER), value(tags::FRAME_VOILUT_SEQUENCE, tags::WINDOW_WIDTH)) {
-        (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
+        (Some(c), Some(w)) if w >= min_width => Some((c, w)),
         _ => None,
     };
     let palette = if photometric == "PALETTE COLOR" { Some(Box::new(palette(object)?)) } else { None };
@@ -337,34 +433,126 @@ fn describe(object: &DefaultDicomObject, frame: u32) -> Result<FrameDescription>
     })
 }
 
-/// The three Palette Color Lookup Tables of `object`.
+/// The three Palette Color Lookup Tables of `object`: each the Palette Color Lookup Table Data,
+/// else the Segmented Palette Color Lookup Table Data expanded (PS3.3 C.7.9.2).
 fn palette(object: &DefaultDicomObject) -> Result<[PaletteLut; 3]> {
-    let one = |descriptor: Tag, data: Tag, colour: &str| -> Result<PaletteLut> {
-        let unsupported = |reason: String| Error::Unsupported { from: "PALETTE COLOR".into(), to: RENDERED.into(), reason };
-        let values: Vec<i64> = object.get(descriptor).and_then(|e| e.to_multi_int::<i64>().ok()).unwrap_or_default();
-        let [entries, first, bits] = values[..] else {
-            return Err(unsupported(format!("no {colour} Palette Color Lookup Table Descriptor (segmented palettes are not supported)")));
-        };
-        let entries = if entries == 0 { 65536 } else { entries as u16 as usize };
-        let bits = bits as u16;
-        let bytes = object.get(data).and_then(|e| e.to_bytes().ok()).ok_or_else(|| unsupported(format!("no {colour} Palette Color Lookup Table Data")))?;
-        let values: Vec<u16> = if bits <= 8 && bytes.len() >= entries && bytes.len() < entries * 2 {
-            bytes.iter().take(entries).map(|b| u16::from(*b)).collect()
-        } else {
-            bytes.chunks_exact(2).take(entries).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
-        };
-        if values.is_empty() {
-            return Err(unsupported(format!("the {colour} Palette Color Lookup Table is empty")));
+    // A first mapped value is US, or SS when the pixels are signed.
+    let signed = int(object, tags::PIXEL_REPRESENTATION) == Some(1);
+    let one = |descriptor: Tag, data: Tag, segmented: Tag, colour: &str| -> Result<PaletteLut> {
+        let invalid = |reason: String| Error::Invalid { reason: format!("{}: the {colour} Palette Color Lookup Table: {reason}", sop_instance_uid(object)) };
+        let descriptor = lut::descriptor(object, descriptor).map_err(invalid)?;
+        let entries = match (lut::data(object, data), lut::data(object, segmented)) {
+            (Some(bytes), _) => lut::entries(&bytes, &descriptor),
+            (None, Some(bytes)) => lut::expand_segmented(&bytes, descriptor.bits, descriptor.entries).map_err(|e| format!("segmented data: {e}")),
+            (None, None) => Err("no Palette Color Lookup Table Data, segmented or not".into()),
         }
-        // A first mapped value is US, or SS when the pixels are signed.
-        let first = if int(object, tags::PIXEL_REPRESENTATION) == Some(1) { i64::from(first as u16 as i16) } else { first & 0xFFFF };
-        Ok(PaletteLut { first_mapped: first, bits, entries: values })
+        .map_err(invalid)?;
+        Ok(PaletteLut { first_mapped: descriptor.first_mapped(signed), bits: descriptor.bits, entries })
     };
     Ok([
-        one(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, "Red")?,
-        one(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA, "Green")?,
-        one(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA, "Blue")?,
+        one(
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            "Red",
+        )?,
+        one(
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::SEGMENTED_GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            "Green",
+        )?,
+        one(
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::SEGMENTED_BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            "Blue",
+        )?,
     ])
+}
+
+/// The Modality LUT, VOI LUTs and VOI LUT Function that render frame `frame` (from 1) of a
+/// grayscale `object`: from its top level, else from the frame's Per-frame Functional Groups
+/// (the Pixel Value Transformation and Frame VOI LUT Sequences), else from the Shared Functional
+/// Groups. A malformed table is an [`Error::Invalid`] naming it.
+///
+/// A Modality LUT's first value mapped is signed when the pixels are (Pixel Representation 1);
+/// a VOI LUT's when the values it maps can be negative: no Modality LUT, and the rescaled range of
+/// the stored values reaching below 0.
+pub fn grayscale_luts(object: &DefaultDicomObject, frame: u32) -> Result<GrayscaleLuts> {
+    let d = describe(object, frame)?;
+    let invalid = |what: String, reason: String| Error::Invalid { reason: format!("{}: {what}: {reason}", sop_instance_uid(object)) };
+    let items = |group: Tag, sequence: Tag| -> &[dicom_object::InMemDicomObject] {
+        holder(object, frame, group, sequence).and_then(|o| o.get(sequence)).and_then(|e| e.items()).unwrap_or(&[])
+    };
+    let modality = match items(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::MODALITY_LUT_SEQUENCE) {
+        [] => None,
+        [item, ..] => Some(lut::read(item, d.signed).map_err(|e| invalid("the Modality LUT Sequence".into(), e))?),
+    };
+    let voi_signed = modality.is_none() && {
+        let stored = u32::from(d.bits_stored.clamp(1, 32));
+        let (lo, hi) = if d.signed { (-(2f64.powi(stored as i32 - 1)), 2f64.powi(stored as i32 - 1) - 1.0) } else { (0.0, 2f64.powi(stored as i32) - 1.0) };
+        f64::min(lo * d.slope + d.intercept, hi * d.slope + d.intercept) < 0.0
+    };
+    let voi = items(tags::FRAME_VOILUT_SEQUENCE, tags::VOILUT_SEQUENCE)
+        .iter()
+        .enumerate()
+        .map(|(i, item)| lut::read(item, voi_signed).map_err(|e| invalid(format!("item {} of the VOI LUT Sequence", i + 1), e)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(GrayscaleLuts { modality, voi, function: voi_function(object, frame) })
+}
+
+/// The VOI LUT Function of frame `frame`: `LINEAR` when absent or not known (as DCMTK does).
+fn voi_function(object: &DefaultDicomObject, frame: u32) -> VoiFunction {
+    let text = holder(object, frame, tags::FRAME_VOILUT_SEQUENCE, tags::VOILUT_FUNCTION)
+        .and_then(|o| o.get(tags::VOILUT_FUNCTION))
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches('\0').trim().to_ascii_uppercase());
+    match text.as_deref() {
+        Some("SIGMOID") => VoiFunction::Sigmoid,
+        Some("LINEAR_EXACT") => VoiFunction::LinearExact,
+        _ => VoiFunction::Linear,
+    }
+}
+
+/// Where `tag` of frame `frame` is: the top level of `object`, else the first item of `group` in
+/// the frame's Per-frame Functional Groups item, else in the Shared Functional Groups item.
+fn holder(object: &DefaultDicomObject, frame: u32, group: Tag, tag: Tag) -> Option<&dicom_object::InMemDicomObject> {
+    if object.get(tag).is_some() {
+        return Some(&**object);
+    }
+    let per_frame = object.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()).and_then(|items| items.get(frame as usize - 1));
+    let shared = object.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()).and_then(|items| items.first());
+    per_frame.and_then(|groups| group_item(groups, group, tag)).or_else(|| shared.and_then(|groups| group_item(groups, group, tag)))
+}
+
+/// The first item of `group` in a functional groups item, if it holds `tag`.
+fn group_item(groups: &dicom_object::InMemDicomObject, group: Tag, tag: Tag) -> Option<&dicom_object::InMemDicomObject> {
+    groups.get(group)?.items()?.first().filter(|item| item.get(tag).is_some())
+}
+
+/// The bits of frame `frame` (from 1) of `pixels` 1-bit samples in native `bytes` (frames follow
+/// each other without padding, PS3.5 8.1.1), moved to start at the first bit of the first byte.
+fn bit_frame(bytes: &[u8], pixels: usize, frame: u32) -> std::result::Result<Vec<u8>, String> {
+    let start = pixels.checked_mul(frame as usize - 1).ok_or("the frame is out of range")?;
+    let end = start.checked_add(pixels).ok_or("the frame is out of range")?;
+    if bytes.len().saturating_mul(8) < end {
+        return Err(format!("Pixel Data has {} bytes, frame {frame} ends at bit {end}", bytes.len()));
+    }
+    let (first, shift) = (start / 8, start % 8);
+    let mut out: Vec<u8> = (0..pixels.div_ceil(8))
+        .map(|k| {
+            let low = bytes.get(first + k).map_or(0, |b| b >> shift);
+            let high = if shift == 0 { 0 } else { bytes.get(first + k + 1).map_or(0, |b| b << (8 - shift)) };
+            low | high
+        })
+        .collect();
+    if let Some(last) = out.last_mut()
+        && !pixels.is_multiple_of(8)
+    {
+        *last &= (1u8 << (pixels % 8)) - 1;
+    }
+    Ok(out)
 }
 
 /// The bytes of one native frame.
@@ -382,6 +570,33 @@ fn unsupported_pixels(d: &FrameDescription) -> Error {
         from: d.photometric.clone(),
         to: RENDERED.into(),
         reason: format!("{} samples per pixel of {} bits allocated are not supported", d.samples, d.bits_allocated),
+    }
+}
+
+/// The VOI transformation of one grayscale frame.
+#[derive(Clone, Copy, Debug)]
+enum Voi<'a> {
+    /// A window (center, width) and its function.
+    Window(f64, f64, VoiFunction),
+    /// A VOI LUT.
+    Lut(&'a Lut),
+}
+
+/// The VOI function `function` of the window (`center`, `width`) at `x`, to 0..=255 (PS3.3
+/// C.11.2.1.2 and C.11.2.1.3, rounded).
+pub fn voi_value(x: f64, center: f64, width: f64, function: VoiFunction) -> u8 {
+    match function {
+        VoiFunction::Linear => window_value(x, center, width),
+        VoiFunction::LinearExact => {
+            if x <= center - width / 2.0 {
+                0
+            } else if x > center + width / 2.0 {
+                255
+            } else {
+                (((x - center) / width + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8
+            }
+        }
+        VoiFunction::Sigmoid => (255.0 / (1.0 + (-4.0 * (x - center) / width).exp())).round().clamp(0.0, 255.0) as u8,
     }
 }
 
@@ -416,8 +631,32 @@ fn sample(frame: &[u8], i: usize, bytes_per: usize, big_endian: bool, stored: u3
 
 /// Turns one decoded frame into an 8-bit image (grayscale through the Modality LUT and the VOI
 /// window `window`, else the description's, else the frame's range; colour to RGB).
+///
+/// This is [`frame_to_image_with`] without the object's lookup tables: what the description
+/// holds (rescale, first window) renders the frame.
 pub fn frame_to_image(d: &FrameDescription, frame: &[u8], window: Option<(f64, f64)>) -> Result<Image> {
+    frame_to_image_with(d, &GrayscaleLuts::default(), frame, window, VoiChoice::Auto)
+}
+
+/// Turns one decoded frame into an 8-bit image. Grayscale goes through the Modality LUT (`luts`'
+/// table, else the description's rescale), then the VOI transformation: `window` when given
+/// (linear), else as `voi` chooses among the description's window (with `luts`' function) and
+/// `luts`' VOI LUTs (their output scaled to 8 bits as DCMTK does), then MONOCHROME1 is inverted.
+/// Colour goes to RGB.
+pub fn frame_to_image_with(d: &FrameDescription, luts: &GrayscaleLuts, frame: &[u8], window: Option<(f64, f64)>, voi: VoiChoice) -> Result<Image> {
     let count = d.rows as usize * d.columns as usize;
+    if d.bits_allocated == 1 {
+        // 1-bit pixels, packed from the least significant bit: one byte each, then as 8 bits.
+        let samples = count * usize::from(d.samples);
+        if frame.len() < samples.div_ceil(8) {
+            return Err(Error::Invalid {
+                reason: format!("the frame has {} bytes, {} expected for {samples} 1-bit samples", frame.len(), samples.div_ceil(8)),
+            });
+        }
+        let unpacked: Vec<u8> = (0..samples).map(|i| (frame[i / 8] >> (i % 8)) & 1).collect();
+        let d = FrameDescription { bits_allocated: 8, bits_stored: 1, signed: false, big_endian: false, ..d.clone() };
+        return frame_to_image_with(&d, luts, &unpacked, window, voi);
+    }
     let bytes_per = match d.bits_allocated {
         8 => 1,
         16 => 2,
@@ -431,19 +670,43 @@ pub fn frame_to_image(d: &FrameDescription, frame: &[u8], window: Option<(f64, f
             if frame.len() < count * bytes_per {
                 return Err(short(count * bytes_per));
             }
-            let values: Vec<f64> = (0..count).map(|i| sample(frame, i, bytes_per, d.big_endian, stored, d.signed) as f64 * d.slope + d.intercept).collect();
-            let (center, width) = match window.or(d.window) {
-                Some(w) => w,
-                None => {
-                    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-                    if values.is_empty() { (0.0, 1.0) } else { ((lo + hi + 1.0) / 2.0, (hi - lo + 1.0).max(1.0)) }
+            let modality = |raw: i64| match &luts.modality {
+                Some(lut) => f64::from(lut.get(raw)),
+                None => raw as f64 * d.slope + d.intercept,
+            };
+            let values: Vec<f64> = (0..count).map(|i| modality(sample(frame, i, bytes_per, d.big_endian, stored, d.signed))).collect();
+            let voi = match (window, voi) {
+                (Some((center, width)), _) => Voi::Window(center, width, VoiFunction::Linear),
+                (None, VoiChoice::Lut(n)) => {
+                    let lut = luts.voi.get((n as usize).wrapping_sub(1)).ok_or_else(|| Error::Invalid {
+                        reason: format!("VOI LUT {n} asked for; the object has {} in its VOI LUT Sequence", luts.voi.len()),
+                    })?;
+                    Voi::Lut(lut)
                 }
+                (None, VoiChoice::Auto) => match (d.window, luts.voi.first()) {
+                    (Some((center, width)), _) => Voi::Window(center, width, luts.function),
+                    (None, Some(lut)) => Voi::Lut(lut),
+                    (None, None) => {
+                        // The frame's range; 1-bit pixels the range of their two values.
+                        let (lo, hi) = if d.bits_stored == 1 {
+                            let (a, b) = (modality(0), modality(1));
+                            (a.min(b), a.max(b))
+                        } else {
+                            values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+                        };
+                        let (center, width) = if values.is_empty() { (0.0, 1.0) } else { ((lo + hi + 1.0) / 2.0, (hi - lo + 1.0).max(1.0)) };
+                        Voi::Window(center, width, VoiFunction::Linear)
+                    }
+                },
             };
             let invert = d.photometric == "MONOCHROME1";
             let pixels = values
                 .iter()
                 .map(|v| {
-                    let g = window_value(*v, center, width);
+                    let g = match voi {
+                        Voi::Window(center, width, function) => voi_value(*v, center, width, function),
+                        Voi::Lut(lut) => lut.to_8_bits(lut.get(v.round() as i64)),
+                    };
                     if invert { 255 - g } else { g }
                 })
                 .collect();
@@ -460,9 +723,7 @@ pub fn frame_to_image(d: &FrameDescription, frame: &[u8], window: Option<(f64, f
             for i in 0..count {
                 let index = sample(frame, i, bytes_per, d.big_endian, stored, d.signed);
                 for lut in luts.iter() {
-                    let at = (index - lut.first_mapped).clamp(0, lut.entries.len() as i64 - 1) as usize;
-                    let value = lut.entries[at];
-                    pixels.push(if lut.bits > 8 { (value >> 8) as u8 } else { value.min(255) as u8 });
+                    pixels.push(lut.to_8_bits(lut.get(index)));
                 }
             }
             Ok(Image { width: d.columns, height: d.rows, channels: 3, pixels })
@@ -677,6 +938,66 @@ mod tests {
         let d = FrameDescription { samples: 3, ..gray("YBR_FULL_422", 8, 8, false, None) };
         let image = frame_to_image(&d, &[10, 200, 128, 128], None).expect("render");
         assert_eq!(image.pixels, vec![10, 10, 10, 200, 200, 200]);
+    }
+
+    #[test]
+    fn voi_functions() {
+        let check = |x: f64, function: VoiFunction, expected: u8| assert_eq!(voi_value(x, 40.0, 400.0, function), expected, "{function:?} at {x}");
+        check(-160.0, VoiFunction::LinearExact, 0);
+        check(-159.0, VoiFunction::LinearExact, 1);
+        check(40.0, VoiFunction::LinearExact, 128);
+        check(240.0, VoiFunction::LinearExact, 255);
+        check(40.0, VoiFunction::Sigmoid, 128);
+        check(140.0, VoiFunction::Sigmoid, (255.0 / (1.0 + (-1.0f64).exp())).round() as u8);
+        check(-1000.0, VoiFunction::Sigmoid, 0);
+        check(40.0, VoiFunction::Linear, window_value(40.0, 40.0, 400.0));
+    }
+
+    #[test]
+    fn luts_clamp_and_scale_to_8_bits() {
+        let lut = Lut { first_mapped: -2, bits: 16, entries: vec![100, 0x1234, 0xFFFF] };
+        assert_eq!([-100, -2, -1, 0, 100].map(|x| lut.get(x)), [100, 100, 0x1234, 0xFFFF, 0xFFFF]);
+        assert_eq!(lut.to_8_bits(0x1234), 0x12);
+        assert_eq!(Lut { bits: 12, ..lut.clone() }.to_8_bits(0xFFF), 0xFF);
+        assert_eq!(Lut { bits: 8, ..lut.clone() }.to_8_bits(0x80), 0x80);
+        assert_eq!(Lut { entries: Vec::new(), ..lut }.get(5), 0, "an empty table does not panic");
+    }
+
+    #[test]
+    fn modality_and_voi_luts() {
+        let d = gray("MONOCHROME2", 8, 8, false, Some((40.0, 400.0)));
+        let modality = Lut { first_mapped: 0, bits: 16, entries: vec![1000, 2000] };
+        let voi = |first: i64| Lut { first_mapped: first, bits: 8, entries: vec![10, 20, 30] };
+        let luts = GrayscaleLuts { modality: Some(modality), voi: vec![voi(1000), voi(1999)], function: VoiFunction::Sigmoid };
+        // The Modality LUT replaces the rescale; the window (and its function) comes first.
+        let image = frame_to_image_with(&d, &luts, &[0, 7], None, VoiChoice::Auto).expect("render");
+        assert_eq!(image.pixels, vec![voi_value(1000.0, 40.0, 400.0, VoiFunction::Sigmoid), voi_value(2000.0, 40.0, 400.0, VoiFunction::Sigmoid)]);
+        // The VOI LUT asked for; the first one without a window.
+        let image = frame_to_image_with(&d, &luts, &[0, 7], None, VoiChoice::Lut(2)).expect("render");
+        assert_eq!(image.pixels, vec![10, 20]);
+        let no_window = FrameDescription { window: None, ..d.clone() };
+        assert_eq!(frame_to_image_with(&no_window, &luts, &[0, 7], None, VoiChoice::Auto).expect("render").pixels, vec![10, 30]);
+        // A window given wins, linear.
+        let image = frame_to_image_with(&d, &luts, &[0, 7], Some((1500.0, 1000.0)), VoiChoice::Lut(2)).expect("render");
+        assert_eq!(image.pixels, vec![window_value(1000.0, 1500.0, 1000.0), window_value(2000.0, 1500.0, 1000.0)]);
+        let error = frame_to_image_with(&d, &luts, &[0, 7], None, VoiChoice::Lut(3)).expect_err("no third LUT");
+        assert!(error.to_string().contains("VOI LUT 3 asked for; the object has 2"), "{error}");
+    }
+
+    #[test]
+    fn one_bit_frames() {
+        // Frames of 5 pixels: the second starts at bit 5 of the first byte.
+        let bytes = [0b1010_0110, 0b0000_0011];
+        assert_eq!(bit_frame(&bytes, 5, 1), Ok(vec![0b0_0110]));
+        assert_eq!(bit_frame(&bytes, 5, 2), Ok(vec![0b1_1101]));
+        assert_eq!(bit_frame(&bytes, 5, 3), Ok(vec![0]), "bits 10 to 14, in the second byte");
+        assert!(bit_frame(&bytes, 5, 4).expect_err("past the end").contains("frame 4 ends at bit 20"));
+        assert_eq!(bit_frame(&bytes, 16, 1), Ok(bytes.to_vec()));
+        let d = FrameDescription { rows: 1, columns: 5, ..gray("MONOCHROME2", 1, 1, false, None) };
+        assert_eq!(frame_to_image(&d, &[0b0_0110], None).expect("render").pixels, vec![0, 255, 255, 0, 0]);
+        let d = FrameDescription { photometric: "MONOCHROME1".into(), ..d };
+        assert_eq!(frame_to_image(&d, &[0b1_1111], None).expect("render").pixels, vec![0; 5], "all ones, black");
+        assert!(frame_to_image(&d, &[], None).is_err());
     }
 
     #[test]
