@@ -15,9 +15,10 @@
 //! Lossless are read and written, and JPEG Lossless (our own encoder) written.
 //!
 //! A large multi-frame object (over [`STREAM_THRESHOLD`] of decoded pixel data) between syntaxes
-//! our own codecs cover losslessly is converted frame by frame, in memory bounded by a batch of
-//! frames; everything else in memory. See [`transcode_with`] for what each path promises when a
-//! conversion fails.
+//! our own codecs cover is converted frame by frame, in memory bounded by a batch of frames (into
+//! a lossy syntax, its fragments wait in a temporary file for the header, which holds their
+//! compression ratio); everything else in memory. See [`transcode_with`] for what each path
+//! promises when a conversion fails.
 //!
 //! | syntax | read | written |
 //! |---|---|---|
