@@ -18,7 +18,9 @@
 //! our own codecs cover is converted frame by frame, in memory bounded by a batch of frames (into
 //! a lossy syntax, its fragments wait in a temporary file for the header, which holds their
 //! compression ratio); everything else in memory. See [`transcode_with`] for what each path
-//! promises when a conversion fails.
+//! promises when a conversion fails. [`spool::transcode_to_spool`] converts into a
+//! [`spool::Spool`], in memory up to a few MiB and in a temporary file beyond, for callers that
+//! must have the whole object converted before they send or store any of it.
 //!
 //! | syntax | read | written |
 //! |---|---|---|
@@ -44,6 +46,7 @@ mod jpeg_lossless;
 mod jpegls;
 pub mod render;
 pub mod rle;
+pub mod spool;
 mod stream;
 pub mod syntax;
 mod transcode;
