@@ -31,12 +31,13 @@ pub struct TranscodeArgs {
 /// The object is converted into a temporary file next to the output, renamed over it only once
 /// the conversion succeeded (a temporary file left by a failure is removed). A large multi-frame
 /// object is converted frame by frame straight into that file, in memory bounded by a few frames
-/// (see `pacs_codec::transcode_with`).
+/// (see `pacs_codec::transcode_with`); into a lossy syntax its encoded frames wait for the header
+/// in a second, unnamed, temporary file in the same folder.
 pub fn run(args: &TranscodeArgs) -> anyhow::Result<ExitCode> {
     let input = std::fs::File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
     let mut input = std::io::BufReader::with_capacity(1 << 20, input);
-    let options = pacs_codec::TranscodeOptions { quality: args.quality, ..Default::default() };
     let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| std::path::Path::new("."));
+    let options = pacs_codec::TranscodeOptions { quality: args.quality, temp_dir: Some(dir.to_owned()), ..Default::default() };
     let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let report = {
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());

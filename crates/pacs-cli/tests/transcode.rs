@@ -308,3 +308,57 @@ fn transcode_streams_large_multi_frame_objects_in_bounded_memory() {
     let left: Vec<_> = std::fs::read_dir(pacs.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
 }
+
+#[test]
+fn lossy_transcode_streams_large_multi_frame_objects_in_bounded_memory() {
+    require_python();
+    let pacs = Pacs::new();
+    let native = pacs.scratch("large.dcm");
+    let frames = 256;
+    let pixel_len = write_large_native(&native, frames);
+    assert_eq!(pixel_len, 128 * 1024 * 1024);
+
+    // Native to JPEG Extended (12 bits): frame by frame, the fragments waiting for the header (and
+    // its compression ratio) in an unnamed temporary file beside the output.
+    let jpeg = pacs.scratch("large_jpeg.dcm");
+    let (run, peak) = transcode_measured(&pacs, &native, &jpeg, "1.2.840.10008.1.2.4.51");
+    assert_eq!(exit_code(&run), 0, "{}", describe(&run));
+    let report: serde_json::Value = serde_json::from_str(stdout(&run).trim()).unwrap();
+    assert_eq!(report["streamed"], true, "{report}");
+    assert_eq!(report["frames"], frames);
+    assert_eq!(report["new_sop_instance_uid"]["old"], "2.25.4242", "{report}");
+    eprintln!("native to JPEG Extended, {pixel_len} bytes of pixel data: peak RSS {peak} bytes");
+    assert!(peak < pixel_len / 3, "peak RSS {peak} bytes for {pixel_len} bytes of pixel data");
+    let left: Vec<_> = std::fs::read_dir(pacs.dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+    assert_eq!(fragment_offsets(&jpeg).len(), frames as usize, "one fragment per frame");
+
+    // pydicom: the lossy attributes, the ratio of the whole pixel data, and the first and last
+    // frames within JPEG's loss of the original (on the ramp; the noise-like block at x < 64 is
+    // what JPEG loses most of).
+    let script = r#"
+import sys, json, os, numpy, pydicom
+from pydicom.pixels import pixel_array
+native, jpeg = sys.argv[1], sys.argv[2]
+ds = pydicom.dcmread(jpeg, stop_before_pixels=True)
+out = {"uid": str(ds.SOPInstanceUID), "meta_uid": str(ds.file_meta.MediaStorageSOPInstanceUID), "lossy": ds.LossyImageCompression,
+       "method": ds.LossyImageCompressionMethod, "ratio": float(ds.LossyImageCompressionRatio), "bits_stored": int(ds.BitsStored), "size": os.path.getsize(jpeg)}
+errors = []
+for index in (0, int(ds.NumberOfFrames) - 1):
+    a = pixel_array(native, index=index).astype(numpy.int64)
+    b = pixel_array(jpeg, index=index).astype(numpy.int64)
+    errors.append({"ramp_max": int(numpy.abs(a - b)[:, 72:].max()), "mean": float(numpy.abs(a - b).mean())})
+out["errors"] = errors
+print(json.dumps(out))
+"#;
+    let read = python_inline(script, &[&native, &jpeg]);
+    let new = report["new_sop_instance_uid"]["new"].as_str().unwrap();
+    assert_eq!((read["uid"].as_str(), read["meta_uid"].as_str()), (Some(new), Some(new)), "{read}");
+    assert_eq!((read["lossy"].as_str(), read["method"].as_str(), read["bits_stored"].as_i64()), (Some("01"), Some("ISO_10918_1"), Some(12)), "{read}");
+    let ratio = read["ratio"].as_f64().unwrap();
+    let compressed = read["size"].as_f64().unwrap();
+    assert!(ratio > 2.0 && ratio < pixel_len as f64 / compressed * 1.01 && ratio > pixel_len as f64 / compressed * 0.99, "ratio {ratio}: {read}");
+    for error in read["errors"].as_array().unwrap() {
+        assert!(error["ramp_max"].as_i64().unwrap() <= 8 && error["mean"].as_f64().unwrap() < 150.0, "{read}");
+    }
+}

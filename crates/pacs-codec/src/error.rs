@@ -52,6 +52,16 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The temporary file that holds the encoded frames of a streamed lossy conversion until its
+    /// header can be written could not be created, written or read back; nothing was written.
+    #[error("temporary file of the encoded frames: {action}: {source}")]
+    TempFile {
+        /// What was done: `creating`, `writing`, `reading`.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing the transcoded object failed.
     #[error("writing the transcoded object: {source}")]
     Write {

@@ -15,9 +15,12 @@
 //! Lossless are read and written, and JPEG Lossless (our own encoder) written.
 //!
 //! A large multi-frame object (over [`STREAM_THRESHOLD`] of decoded pixel data) between syntaxes
-//! our own codecs cover losslessly is converted frame by frame, in memory bounded by a batch of
-//! frames; everything else in memory. See [`transcode_with`] for what each path promises when a
-//! conversion fails.
+//! our own codecs cover is converted frame by frame, in memory bounded by a batch of frames (into
+//! a lossy syntax, its fragments wait in a temporary file for the header, which holds their
+//! compression ratio); everything else in memory. See [`transcode_with`] for what each path
+//! promises when a conversion fails. [`spool::transcode_to_spool`] converts into a
+//! [`spool::Spool`], in memory up to a few MiB and in a temporary file beyond, for callers that
+//! must have the whole object converted before they send or store any of it.
 //!
 //! | syntax | read | written |
 //! |---|---|---|
@@ -43,6 +46,7 @@ mod jpeg_lossless;
 mod jpegls;
 pub mod render;
 pub mod rle;
+pub mod spool;
 mod stream;
 pub mod syntax;
 mod transcode;

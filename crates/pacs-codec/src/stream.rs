@@ -4,24 +4,31 @@
 //! small), the frames are then read from the input a batch at a time (about two per core),
 //! decoded and encoded on every core, and written before the next batch is read. The output is
 //! the File Meta Information and header in the target syntax, then Pixel Data: native with its
-//! defined length (frames × frame length, padded to even), or encapsulated with an empty Basic
-//! Offset Table (PS3.5 A.4 allows it: the offsets are not known before the fragments are
-//! written) and one fragment per frame; then what followed the Pixel Data in the input.
+//! defined length (frames × frame length, padded to even), or encapsulated with one fragment per
+//! frame and an empty Basic Offset Table (PS3.5 A.4 allows it: the offsets are not known before
+//! the fragments are written); then what followed the Pixel Data in the input.
+//!
+//! A lossy target is the exception: its Lossy Image Compression Ratio, in the header, is known
+//! only once every frame is compressed. Its fragments go to a temporary file (see
+//! [`TranscodeOptions::temp_dir`]) as the batches are encoded, their sizes summed; then the
+//! header is written with the ratio, the method, Lossy Image Compression `01` and a new SOP
+//! Instance UID exactly as the in-memory path writes them, with a Basic Offset Table (the sizes
+//! are known by then), and the fragments are copied from the file. Memory is still a batch of
+//! frames; the disk holds the compressed object for the time of the conversion.
 //!
 //! What is streamed (anything else is converted in memory by `transcode.rs`): a multi-frame
 //! object whose decoded pixel data is above the threshold, in Implicit or Explicit VR Little
 //! Endian or in an encapsulated syntax one of our decoders reads (RLE, JPEG, JPEG-LS, JPEG 2000;
-//! see `decode.rs`), into Implicit or Explicit VR Little Endian or a lossless syntax one of our
-//! encoders writes (RLE, JPEG Lossless, JPEG-LS lossless but of signed monochrome samples, JPEG
-//! 2000 lossless). Lossy
-//! targets are not streamed: their Lossy Image Compression Ratio, in the header, is known only
-//! once every frame is compressed. Nor are Deflated and Big Endian inputs or outputs, and
-//! native YBR_FULL_422 frames.
+//! see `decode.rs`), into Implicit or Explicit VR Little Endian or a syntax one of our encoders
+//! writes: RLE, JPEG Lossless, JPEG-LS lossless and near-lossless (but of signed monochrome
+//! samples), JPEG 2000 lossless and lossy, JPEG Baseline and Extended. Not Deflated and Big
+//! Endian inputs or outputs, nor native YBR_FULL_422 frames.
 //!
 //! The first batch is decoded and encoded before anything is written, so that what the
 //! attributes or the first frames make impossible is an error with nothing written. A later
 //! frame that fails to decode leaves a partial object in the writer (see
-//! [`transcode_with`](crate::transcode_with)).
+//! [`transcode_with`](crate::transcode_with)), but for a lossy target, where nothing is written
+//! before every frame is encoded and the input read to its end.
 
 use std::io::{BufWriter, Cursor, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -105,12 +112,15 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
     let Some((source, target, pixel, layout, frames)) = plan(&header, &head, &from, target_ts, options, threshold) else {
         return Ok(Outcome::Declined(bytes));
     };
-    tracing::info!(from = %from, to = target_ts, frames, frame_len = layout.frame_len(), "converting frame by frame");
+    let lossy = syntax::is_lossy(target_ts);
+    tracing::info!(from = %from, to = target_ts, frames, frame_len = layout.frame_len(), lossy, "converting frame by frame");
     let sop_instance_uid = transcode::sop_instance_uid(&header);
     let pixel_error = |reason: String| Error::PixelData { sop_instance_uid: sop_instance_uid.clone(), from: from.clone(), to: target_ts.to_owned(), reason };
     let Some(target_syntax) = TransferSyntaxRegistry.get(target_ts) else {
         return Err(Error::UnknownTransferSyntax { uid: target_ts.to_owned() });
     };
+    // Checked before the pixel data changes the header, as in memory.
+    let was_lossy = transcode::already_lossy(&header, &from);
     let frame_len = layout.frame_len();
     let mut frames_in = match source {
         Source::Native => Frames::Native { len: head.pixel_len as u64, frame_len },
@@ -118,6 +128,9 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
     };
     let batch = (2 * rayon::current_num_threads()).max(2);
     let mut out = BufWriter::with_capacity(1 << 20, out);
+    // A lossy conversion keeps its fragments in a temporary file until their sizes give the
+    // compression ratio of the header.
+    let mut deferred = if lossy { Some(Deferred::new(options)?) } else { None };
     let mut setup: Option<EncoderSetup> = None;
     let mut done = 0usize;
     let mut header_written = false;
@@ -139,9 +152,9 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
                 decode_batch(decoder, &pixel, compressed, done).map_err(|e| pixel_error(format!("{e}{}", partial(header_written))))?
             }
         };
-        if header_written {
+        if done > 0 {
             if photometric != first_photometric {
-                return Err(pixel_error(format!("the frames decode to different photometric interpretations{}", partial(true))));
+                return Err(pixel_error(format!("the frames decode to different photometric interpretations{}", partial(header_written))));
             }
         } else {
             first_photometric = photometric;
@@ -160,7 +173,9 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
                     None,
                 )
                 .map_err(pixel_error)?;
-                transcode::mark_encoded(&mut header, layout.samples_per_pixel, &ready, None);
+                if deferred.is_none() {
+                    transcode::mark_encoded(&mut header, layout.samples_per_pixel, &ready, None);
+                }
                 setup = Some(ready);
             }
         }
@@ -168,17 +183,48 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
             Some(setup) => encode_batch(setup, &native, done, frames).map_err(|e| pixel_error(format!("{e}{}", partial(header_written))))?,
             None => native,
         };
-        if !header_written {
-            header.update_meta(|meta| meta.set_transfer_syntax(target_syntax));
-            write_header(&header, options.output, target, frames, frame_len, layout, &mut out).map_err(|e| pixel_error(format!("encoding the header: {e}")))?;
-            header_written = true;
-        }
-        for frame in &encoded {
-            write_frame(target, frame, &mut out)?;
+        if let Some(deferred) = &mut deferred {
+            for frame in &encoded {
+                deferred.push(frame)?;
+            }
+        } else {
+            if !header_written {
+                header.update_meta(|meta| meta.set_transfer_syntax(target_syntax));
+                write_header(&header, options.output, target, frames * frame_len, &[], layout, &mut out)
+                    .map_err(|e| pixel_error(format!("encoding the header: {e}")))?;
+                header_written = true;
+            }
+            for frame in &encoded {
+                write_frame(target, frame, &mut out)?;
+            }
         }
         done += count;
     }
-    let trailer = frames_in.finish(input, frames).map_err(|e| e.into_error(&pixel_error, true))?;
+    let trailer = frames_in.finish(input, frames).map_err(|e| e.into_error(&pixel_error, header_written))?;
+    // The elements after Pixel Data, in the target's VR.
+    let explicit_out = !matches!(target, Target::Native(false));
+    let trailer = if trailer.is_empty() || head.explicit == explicit_out {
+        trailer
+    } else {
+        reencode(&trailer, &from, target_ts).map_err(|reason| pixel_error(format!("the elements after Pixel Data: {reason}{}", partial(header_written))))?
+    };
+    let mut new_sop_instance_uid = None;
+    if let Some(deferred) = deferred {
+        // Every frame is encoded: the header, as the in-memory path writes it, then the
+        // fragments, with a Basic Offset Table since their sizes are known.
+        if let Some(setup) = &setup {
+            let ratio = (frame_len * frames) as f64 / deferred.compressed.max(1) as f64;
+            transcode::mark_encoded(&mut header, layout.samples_per_pixel, setup, Some(ratio));
+        }
+        if !was_lossy {
+            new_sop_instance_uid = Some(transcode::mark_new_lossy_instance(&mut header, target_ts));
+        }
+        header.update_meta(|meta| meta.set_transfer_syntax(target_syntax));
+        let offsets = deferred.offsets();
+        write_header(&header, options.output, target, frames * frame_len, &offsets, layout, &mut out)
+            .map_err(|e| pixel_error(format!("encoding the header: {e}")))?;
+        deferred.copy_to(&mut out)?;
+    }
     match target {
         Target::Native(_) => {
             if (frames * frame_len) % 2 == 1 {
@@ -187,25 +233,77 @@ pub(crate) fn transcode(input: &mut dyn Read, target_ts: &str, options: &Transco
         }
         Target::Encoded(_) => out.write_all(&item(0xE0DD, 0)).map_err(|source| Error::Write { source })?,
     }
-    if !trailer.is_empty() {
-        let explicit_out = !matches!(target, Target::Native(false));
-        if head.explicit == explicit_out {
-            out.write_all(&trailer).map_err(|source| Error::Write { source })?;
-        } else {
-            let reencoded =
-                reencode(&trailer, &from, target_ts).map_err(|reason| pixel_error(format!("the elements after Pixel Data: {reason}{}", partial(true))))?;
-            out.write_all(&reencoded).map_err(|source| Error::Write { source })?;
-        }
-    }
+    out.write_all(&trailer).map_err(|source| Error::Write { source })?;
     out.flush().map_err(|source| Error::Write { source })?;
     Ok(Outcome::Done(TranscodeReport {
         source_transfer_syntax: from.clone(),
         target_transfer_syntax: target_ts.to_owned(),
         frames: frames as u32,
         pixel_data_reencoded: matches!(source, Source::Encapsulated(_)) || matches!(target, Target::Encoded(_)),
-        new_sop_instance_uid: None,
+        new_sop_instance_uid,
         streamed: true,
     }))
+}
+
+/// The fragments of a lossy conversion, kept in a temporary file until the header is written.
+struct Deferred {
+    /// The items (header, fragment padded to even), in order.
+    file: BufWriter<std::fs::File>,
+    /// The length of each item's value.
+    lengths: Vec<u32>,
+    /// The sum of the fragments' lengths, as the encoder gave them: what the compression ratio
+    /// is computed from, as in memory.
+    compressed: u64,
+}
+
+impl Deferred {
+    /// An empty temporary file in the folder of `options` (the system's by default).
+    fn new(options: &TranscodeOptions) -> Result<Deferred> {
+        let file = match &options.temp_dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+        .map_err(|source| Error::TempFile { action: "creating", source })?;
+        Ok(Deferred { file: BufWriter::with_capacity(1 << 20, file), lengths: Vec::new(), compressed: 0 })
+    }
+
+    /// Appends the item of one encoded frame.
+    fn push(&mut self, fragment: &[u8]) -> Result<()> {
+        write_item(fragment, &mut self.file).map_err(|source| Error::TempFile { action: "writing", source })?;
+        // The item's length, which `write_item` checked fits in 32 bits.
+        self.lengths.push(fragment.len().next_multiple_of(2) as u32);
+        self.compressed += fragment.len() as u64;
+        Ok(())
+    }
+
+    /// The Basic Offset Table of the items: empty when an offset does not fit in 32 bits.
+    fn offsets(&self) -> Vec<u32> {
+        let mut offsets = Vec::with_capacity(self.lengths.len());
+        let mut offset = 0u64;
+        for len in &self.lengths {
+            let Ok(at) = u32::try_from(offset) else { return Vec::new() };
+            offsets.push(at);
+            offset += 8 + u64::from(*len);
+        }
+        offsets
+    }
+
+    /// Copies the items to `out`.
+    fn copy_to(self, out: &mut dyn Write) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let temp = |action| move |source| Error::TempFile { action, source };
+        let mut file = self.file.into_inner().map_err(|e| Error::TempFile { action: "writing", source: e.into_error() })?;
+        file.seek(SeekFrom::Start(0)).map_err(temp("reading"))?;
+        // Read in large blocks; a failure to read is the temporary file's, one to write is `out`'s.
+        let mut block = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut block).map_err(temp("reading"))?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&block[..n]).map_err(|source| Error::Write { source })?;
+        }
+    }
 }
 
 /// What an error after the first bytes were written adds to its message.
@@ -265,31 +363,10 @@ fn plan(
             Target::Native(target_ts == EXPLICIT_VR_LITTLE_ENDIAN)
         }
         _ => {
-            if syntax::is_lossy(target_ts) {
-                return None;
-            }
-            let encoder = match transcode::own_encoder(target_ts, pixel.samples_per_pixel, options.quality) {
-                Some(encoder) => encoder,
-                // Monochrome JPEG-LS lossless, which the in-memory path leaves to dicom-rs: ours
-                // too when streaming (one component), but for signed samples (kept in memory).
-                #[cfg(feature = "codecs")]
-                None if target_ts == syntax::JPEG_LS_LOSSLESS && pixel.samples_per_pixel == 1 && !pixel.signed => {
-                    OwnEncoder::JpegLs { near: Some(0), quality: None }
-                }
-                None => return None,
-            };
-            let lossless = match encoder {
-                OwnEncoder::Rle | OwnEncoder::JpegLossless => true,
-                #[cfg(feature = "codecs")]
-                OwnEncoder::JpegLs { near, .. } => near == Some(0),
-                #[cfg(feature = "codecs")]
-                OwnEncoder::J2k(mode) => mode == crate::j2k::Mode::Lossless,
-                #[cfg(feature = "codecs")]
-                OwnEncoder::Jpeg { .. } => false,
-            };
-            if !lossless {
-                return None;
-            }
+            // Monochrome JPEG-LS lossless, which the in-memory path leaves to dicom-rs: ours too
+            // when streaming (one component), but for signed samples (kept in memory).
+            let encoder = transcode::own_encoder(target_ts, pixel.samples_per_pixel, options.quality)
+                .or_else(|| transcode::monochrome_jpeg_ls(target_ts, pixel.samples_per_pixel, &pixel.photometric, pixel.signed, options.quality, true))?;
             Target::Encoded(encoder)
         }
     };
@@ -416,14 +493,14 @@ fn item(element: u16, len: u32) -> [u8; 8] {
     header
 }
 
-/// Writes the header of the output and the Pixel Data element's header (with, encapsulated, an
-/// empty Basic Offset Table).
+/// Writes the header of the output and the Pixel Data element's header (native: of `pixel_len`
+/// bytes; encapsulated: with a Basic Offset Table of `offsets`, empty when there are none).
 fn write_header(
     header: &DefaultDicomObject,
     output: Output,
     target: Target,
-    frames: usize,
-    frame_len: usize,
+    pixel_len: usize,
+    offsets: &[u32],
     layout: FrameLayout,
     out: &mut dyn Write,
 ) -> std::result::Result<(), String> {
@@ -436,7 +513,7 @@ fn write_header(
     element.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00]);
     match target {
         Target::Native(explicit) => {
-            let len = (frames * frame_len).next_multiple_of(2) as u32;
+            let len = pixel_len.next_multiple_of(2) as u32;
             if explicit {
                 element.extend_from_slice(if layout.bytes_per_sample == 1 { b"OB" } else { b"OW" });
                 element.extend_from_slice(&[0, 0]);
@@ -446,7 +523,8 @@ fn write_header(
         Target::Encoded(_) => {
             element.extend_from_slice(b"OB\0\0");
             element.extend_from_slice(&UNDEFINED.to_le_bytes());
-            element.extend_from_slice(&item(0xE000, 0));
+            element.extend_from_slice(&item(0xE000, (offsets.len() * 4) as u32));
+            element.extend(offsets.iter().flat_map(|o| o.to_le_bytes()));
         }
     }
     out.write_all(&element).map_err(|e| e.to_string())
@@ -454,20 +532,22 @@ fn write_header(
 
 /// Writes one frame: its bytes (native), or an item of its fragment padded to even.
 fn write_frame(target: Target, frame: &[u8], out: &mut dyn Write) -> Result<()> {
-    let write = |out: &mut dyn Write| -> std::io::Result<()> {
-        if let Target::Encoded(_) = target {
-            let len = u32::try_from(frame.len().next_multiple_of(2)).map_err(|_| std::io::Error::other("a fragment over 4 GiB"))?;
-            out.write_all(&item(0xE000, len))?;
-            out.write_all(frame)?;
-            if frame.len() % 2 == 1 {
-                out.write_all(&[0])?;
-            }
-            Ok(())
-        } else {
-            out.write_all(frame)
-        }
-    };
-    write(out).map_err(|source| Error::Write { source })
+    match target {
+        Target::Encoded(_) => write_item(frame, out),
+        Target::Native(_) => out.write_all(frame),
+    }
+    .map_err(|source| Error::Write { source })
+}
+
+/// Writes an item of `fragment`, padded to even.
+fn write_item(fragment: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+    let len = u32::try_from(fragment.len().next_multiple_of(2)).map_err(|_| std::io::Error::other("a fragment over 4 GiB"))?;
+    out.write_all(&item(0xE000, len))?;
+    out.write_all(fragment)?;
+    if fragment.len() % 2 == 1 {
+        out.write_all(&[0])?;
+    }
+    Ok(())
 }
 
 /// Decodes a batch of frames (the first is frame `first` + 1) on every core; with the

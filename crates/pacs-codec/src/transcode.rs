@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 
 use dicom_core::value::PixelFragmentSequence;
 use dicom_core::{DataElement, Length, PrimitiveValue, VR};
@@ -43,6 +44,12 @@ pub struct TranscodeOptions {
     /// by frame (see [`transcode_with`]); [`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD) when
     /// `None`. `Some(u64::MAX)` keeps every conversion in memory, all or nothing.
     pub stream_threshold: Option<u64>,
+    /// The folder of the temporary file in which a lossy conversion streamed frame by frame
+    /// keeps its encoded frames until its header can be written (see [`transcode_with`]): the
+    /// system's temporary folder ([`std::env::temp_dir`], `TMPDIR` on Unix) when `None`. The
+    /// file has no name (it is removed as soon as it is created, on Unix) and is gone when the
+    /// conversion returns.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// What a conversion did.
@@ -76,7 +83,7 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 ///
 /// The File Meta Information follows (transfer syntax, and the Media Storage SOP Instance UID
 /// when that changes). Encapsulated output has one fragment per frame, and a Basic Offset Table
-/// when converted in memory.
+/// when converted in memory or into a lossy syntax.
 /// Into a lossy syntax from pixel data that was not lossy yet, the object gets a new SOP Instance
 /// UID and Lossy Image Compression `01`.
 ///
@@ -85,21 +92,32 @@ pub fn transcode(input: &mut dyn Read, target_ts: &str, out: &mut dyn Write) -> 
 /// - **Frame by frame** (bounded memory): a multi-frame object whose decoded pixel data is above
 ///   `options.stream_threshold` ([`STREAM_THRESHOLD`](crate::STREAM_THRESHOLD), 8 MiB, by
 ///   default), from Implicit or Explicit VR Little Endian or a syntax one of our decoders reads,
-///   to Implicit or Explicit VR Little Endian or a lossless syntax one of our encoders writes
-///   (RLE, JPEG Lossless, JPEG-LS lossless, JPEG 2000 lossless; not signed monochrome JPEG-LS,
-///   which dicom-rs encodes). The frames are read,
+///   to Implicit or Explicit VR Little Endian or a syntax one of our encoders writes (RLE, JPEG
+///   Lossless, JPEG-LS lossless and near-lossless, JPEG 2000 lossless and lossy, JPEG Baseline
+///   and Extended; not signed monochrome JPEG-LS, which dicom-rs encodes). The frames are read,
 ///   converted on every core and written a batch of about two per core at a time, so memory is
-///   a few frames, whatever the size of the object. Encapsulated output then has an empty Basic
-///   Offset Table (PS3.5 A.4), and JPEG Lossless takes each frame's sample precision from that
-///   frame. What the attributes or the first batch of frames make impossible fails with nothing
-///   written; **but a frame that fails to decode after the first batch fails the conversion
-///   with a partial object already written to `out`** (the error says so). A caller that must
-///   not keep partial output writes to a buffer or a temporary file it discards on error, or
-///   sets `stream_threshold` to `Some(u64::MAX)`.
-/// - **In memory** (everything else: single frames, smaller objects, lossy targets, Deflated
-///   and Big Endian, dicom-rs's codecs): the whole object is in memory, its decoded pixel data
-///   included. Nothing is written unless the conversion succeeded, so a failure never leaves a
-///   partial object in `out` (beyond what the writer itself buffers for an I/O error).
+///   a few frames, whatever the size of the object. JPEG Lossless takes each frame's sample
+///   precision from that frame.
+///   - Into a **lossless or native** syntax, frames are written as they are converted:
+///     encapsulated output has an empty Basic Offset Table (PS3.5 A.4). What the attributes or
+///     the first batch of frames make impossible fails with nothing written; **but a frame that
+///     fails to decode after the first batch fails the conversion with a partial object already
+///     written to `out`** (the error says so). A caller that must not keep partial output
+///     writes to a buffer or a temporary file it discards on error, or sets `stream_threshold`
+///     to `Some(u64::MAX)`.
+///   - Into a **lossy** syntax, the Lossy Image Compression Ratio must be in the header, before
+///     the pixel data, and is known only once every frame is compressed: the fragments go to an
+///     unnamed temporary file in `options.temp_dir` (the system's temporary folder by default),
+///     then the header is written with the same attributes as the in-memory path (ratio,
+///     method, Lossy Image Compression, new SOP Instance UID) and a Basic Offset Table, then the
+///     fragments are copied from the file. Nothing is written to `out` before every frame is
+///     encoded and the input read, so any failure of the conversion leaves nothing written
+///     (beyond an I/O error of `out` itself); the disk holds the compressed object meanwhile
+///     ([`Error::TempFile`] when it cannot).
+/// - **In memory** (everything else: single frames, smaller objects, Deflated and Big Endian,
+///   dicom-rs's codecs): the whole object is in memory, its decoded pixel data included. Nothing
+///   is written unless the conversion succeeded, so a failure never leaves a partial object in
+///   `out` (beyond what the writer itself buffers for an I/O error).
 ///
 /// A decoder that panics on corrupt data is reported as [`Error::PixelData`].
 ///
@@ -176,7 +194,15 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
     if has_pixels && target_ts == syntax::JPEG_BASELINE && int(&object, tags::BITS_ALLOCATED) != Some(8) {
         return Err(unsupported("JPEG Baseline holds 8-bit samples only"));
     }
-    let own = if has_pixels { own_encoder(target_ts, int(&object, tags::SAMPLES_PER_PIXEL).unwrap_or(1), options.quality) } else { None };
+    let own = if has_pixels {
+        let samples_per_pixel = int(&object, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+        own_encoder(target_ts, samples_per_pixel, options.quality).or_else(|| {
+            let signed = int(&object, tags::PIXEL_REPRESENTATION) == Some(1);
+            monochrome_jpeg_ls(target_ts, samples_per_pixel, &photometric(&object), signed, options.quality, false)
+        })
+    } else {
+        None
+    };
     let pixel_error = |object: &DefaultDicomObject, reason: String| Error::PixelData {
         sop_instance_uid: sop_instance_uid(object),
         from: from.clone(),
@@ -217,15 +243,23 @@ fn convert(input: &mut dyn Read, target_ts: &str, options: &TranscodeOptions) ->
         object.update_meta(|meta| meta.set_transfer_syntax(target));
     }
     if has_pixels && syntax::is_lossy(target_ts) && !was_lossy {
-        let old = sop_instance_uid(&object);
-        let new = new_uid();
-        object.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, new.as_str()));
-        object.put(DataElement::new(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01"));
-        object.update_meta(|meta| meta.media_storage_sop_instance_uid = new.clone());
-        tracing::info!(%old, %new, to = target_ts, "lossy conversion: new SOP Instance UID");
-        report.new_sop_instance_uid = Some((old, new));
+        report.new_sop_instance_uid = Some(mark_new_lossy_instance(&mut object, target_ts));
     }
     Ok((object, report))
+}
+
+/// Makes `object`, converted into the lossy syntax `target_ts` from pixel data that was not
+/// lossy yet, a new instance (PS3.3 C.7.6.1.1.5): a new SOP Instance UID (in the File Meta
+/// Information too) and Lossy Image Compression `01`. Returns the old and the new UID. The
+/// streaming path makes the same changes to the header it writes.
+pub(crate) fn mark_new_lossy_instance(object: &mut DefaultDicomObject, target_ts: &str) -> (String, String) {
+    let old = sop_instance_uid(object);
+    let new = new_uid();
+    object.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, new.as_str()));
+    object.put(DataElement::new(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01"));
+    object.update_meta(|meta| meta.media_storage_sop_instance_uid = new.clone());
+    tracing::info!(%old, %new, to = target_ts, "lossy conversion: new SOP Instance UID");
+    (old, new)
 }
 
 /// Puts the words of 32- and 64-bit native samples of an Explicit VR Big Endian object in
@@ -257,7 +291,7 @@ fn pixel_data_len(object: &DefaultDicomObject) -> usize {
 }
 
 /// Whether the pixel data had already been through lossy compression.
-fn already_lossy(object: &DefaultDicomObject, from: &str) -> bool {
+pub(crate) fn already_lossy(object: &DefaultDicomObject, from: &str) -> bool {
     syntax::is_lossy(from) || object.get(tags::LOSSY_IMAGE_COMPRESSION).and_then(|e| e.to_str().ok()).is_some_and(|v| v.trim() == "01")
 }
 
@@ -383,6 +417,32 @@ pub(crate) fn own_encoder(target_ts: &str, samples_per_pixel: u32, quality: Opti
 
 /// Encodes one native frame into one fragment.
 pub(crate) type FrameEncoder = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String> + Send + Sync>;
+
+/// Our JPEG-LS encoder for unsigned MONOCHROME1 or MONOCHROME2 frames, which [`own_encoder`]
+/// leaves to dicom-rs: near-lossless in both paths (dicom-rs would record the compression ratio
+/// of the last frame only, and no Lossy Image Compression Method), lossless only when
+/// `streaming` (in memory, dicom-rs's encoder writes lossless monochrome JPEG-LS). Signed samples
+/// and other photometric interpretations stay with dicom-rs, in memory.
+#[cfg_attr(not(feature = "codecs"), allow(unused_variables))]
+pub(crate) fn monochrome_jpeg_ls(
+    target_ts: &str,
+    samples_per_pixel: u32,
+    photometric: &str,
+    signed: bool,
+    quality: Option<u8>,
+    streaming: bool,
+) -> Option<OwnEncoder> {
+    if samples_per_pixel != 1 || signed || !matches!(photometric, "MONOCHROME1" | "MONOCHROME2") {
+        return None;
+    }
+    match target_ts {
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_LS_NEAR_LOSSLESS => Some(OwnEncoder::JpegLs { near: None, quality }),
+        #[cfg(feature = "codecs")]
+        syntax::JPEG_LS_LOSSLESS if streaming => Some(OwnEncoder::JpegLs { near: Some(0), quality: None }),
+        _ => None,
+    }
+}
 
 /// One of our encoders made ready for the frames of an object, with the attribute changes its
 /// encoding makes.

@@ -3,8 +3,13 @@
 //! for every pair of the syntaxes streamed (native, RLE, JPEG-LS lossless, JPEG 2000 lossless,
 //! JPEG Lossless), whole frames or frames over several fragments; DCMTK's dcmdump and pydicom
 //! read it; a corrupt frame is an error, with nothing written when it is in the first batch.
+//! Lossy targets (JPEG Baseline and Extended, JPEG-LS near-lossless, JPEG 2000) stream too, with
+//! the attributes and fragments of the in-memory path but a SOP Instance UID of their own, read
+//! by DCMTK's dcmdjpeg and dcmdjpls and by pydicom within the loss of the codec; nothing is
+//! written when any of their frames fails.
 //!
-//! DCMTK, and Python 3 with pydicom, are required: `scripts/test.sh` installs them.
+//! DCMTK, and Python 3 with pydicom, numpy and pylibjpeg, are required: `scripts/test.sh`
+//! installs them.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -231,9 +236,12 @@ fn small_and_single_frame_objects_stay_in_memory() {
     assert!(!report.streamed, "signed monochrome JPEG-LS");
     let (_, report) = run(&signed, RLE_LOSSLESS, true).unwrap();
     assert!(report.streamed, "signed samples to RLE");
-    // Lossy targets are converted in memory: their compression ratio is in the header.
+    // Lossy targets stream too (their fragments wait for the header in a temporary file); but
+    // signed monochrome JPEG-LS near-lossless is dicom-rs's, in memory.
     let (_, report) = run(&ct(3), JPEG_EXTENDED, true).unwrap();
-    assert!(!report.streamed && report.new_sop_instance_uid.is_some());
+    assert!(report.streamed && report.new_sop_instance_uid.is_some());
+    let (_, report) = run(&signed, JPEG_LS_NEAR_LOSSLESS, true).unwrap();
+    assert!(!report.streamed && report.new_sop_instance_uid.is_some(), "signed monochrome JPEG-LS near-lossless");
 }
 
 #[test]
@@ -269,4 +277,177 @@ fn lossy_colour_jpeg_streams_to_rgb() {
         assert_eq!(attributes(&streamed), attributes(&memory), "{target}: attributes");
         assert!(decode(&streamed).1 == decode(&memory).1, "{target}: other pixels than in memory");
     }
+}
+
+/// Converts with the streaming path forced (`stream`) or ruled out, at `quality`.
+fn run_lossy(source: &[u8], target: &str, quality: Option<u8>, stream: bool) -> pacs_codec::Result<(Vec<u8>, TranscodeReport)> {
+    let options = TranscodeOptions { quality, stream_threshold: Some(if stream { 0 } else { u64::MAX }), ..TranscodeOptions::default() };
+    let mut out = Vec::new();
+    let report = transcode_with(&mut Cursor::new(source), target, &options, &mut out)?;
+    Ok((out, report))
+}
+
+/// The samples of native little-endian pixel data of `bits_allocated` bits, as numbers.
+fn samples(bytes: &[u8], bits_allocated: i64) -> Vec<i64> {
+    if bits_allocated == 8 { bytes.iter().map(|&b| i64::from(b)).collect() } else { words(bytes).into_iter().map(i64::from).collect() }
+}
+
+/// The Basic Offset Table of a Part 10 object's encapsulated Pixel Data.
+fn offset_table(bytes: &[u8]) -> Vec<u32> {
+    let object = open(bytes);
+    object.element(tags::PIXEL_DATA).unwrap().value().offset_table().map(|t| t.to_vec()).unwrap_or_default()
+}
+
+#[test]
+fn lossy_targets_stream_with_the_attributes_of_the_in_memory_path() {
+    let dir = tempfile::tempdir().unwrap();
+    // (source, target, quality, the method recorded, DCMTK's decoder, the largest error against
+    // the original and the mean error; JPEG 2000 is read by pydicom only, DCMTK has no decoder).
+    type Case = (&'static str, &'static str, Option<u8>, &'static str, Option<&'static str>, i64, f64);
+    let cases: [Case; 9] = [
+        ("ct", JPEG_EXTENDED, None, "ISO_10918_1", Some("dcmdjpeg"), 32, 4.0),
+        // NEAR = 2^(12 - 4) × (100 - 90) / 100 = 25: no sample further off than that.
+        ("ct", JPEG_LS_NEAR_LOSSLESS, Some(90), "ISO_14495_1", Some("dcmdjpls"), 25, 8.0),
+        ("ct", JPEG_2000, Some(95), "ISO_15444_1", None, 80, 10.0),
+        // The synthetic colour frames wrap around 255 in sharp edges, which 4:2:2 chroma blurs.
+        ("rgb", JPEG_BASELINE, None, "ISO_10918_1", Some("dcmdjpeg"), 160, 6.0),
+        ("rgb", JPEG_EXTENDED, Some(70), "ISO_10918_1", Some("dcmdjpeg"), 180, 6.5),
+        // NEAR = 2^(8 - 4) × (100 - 80) / 100 = 3.
+        ("rgb", JPEG_LS_NEAR_LOSSLESS, Some(80), "ISO_14495_1", Some("dcmdjpls"), 3, 2.5),
+        ("rgb", JPEG_2000, Some(90), "ISO_15444_1", None, 20, 1.0),
+        // The default quality of JPEG-LS near-lossless is lossless: a new instance all the same,
+        // without ratio nor method.
+        ("ct", JPEG_LS_NEAR_LOSSLESS, None, "", Some("dcmdjpls"), 0, 0.0),
+        ("rgb", JPEG_LS_NEAR_LOSSLESS, None, "", Some("dcmdjpls"), 0, 0.0),
+    ];
+    let natives = [("ct", ct(7)), ("rgb", rgb(6))];
+    for (name, target, quality, method, dcmtk, max_error, mean_error) in cases {
+        let native = &natives.iter().find(|(n, _)| *n == name).unwrap().1;
+        let bits_allocated = number(native, tags::BITS_ALLOCATED);
+        let original = samples(&decode(native).1, bits_allocated);
+        // From native samples, and from RLE (decoded frame by frame on the way).
+        let rle = run(native, RLE_LOSSLESS, false).unwrap().0;
+        for (from, source) in [(EXPLICIT_VR_LITTLE_ENDIAN, native), (RLE_LOSSLESS, &rle)] {
+            let label = format!("{name} from {from} to {target} (quality {quality:?})");
+            let (memory, memory_report) = run_lossy(source, target, quality, false).unwrap_or_else(|e| panic!("{label}, in memory: {e}"));
+            let (streamed, report) = run_lossy(source, target, quality, true).unwrap_or_else(|e| panic!("{label}, streamed: {e}"));
+            assert!(report.streamed && !memory_report.streamed, "{label}");
+            assert_eq!(report.frames, memory_report.frames, "{label}");
+            assert!(report.pixel_data_reencoded, "{label}");
+
+            // A new instance each, in the data set and the File Meta Information.
+            let (old, new) = report.new_sop_instance_uid.clone().unwrap_or_else(|| panic!("{label}: a new SOP Instance UID"));
+            let (memory_old, memory_new) = memory_report.new_sop_instance_uid.clone().unwrap();
+            assert_eq!((old.as_str(), memory_old.as_str()), ("2.25.1234", "2.25.1234"), "{label}");
+            assert_ne!(new, memory_new, "{label}: every conversion makes its own instance");
+            assert_eq!(text(&streamed, tags::SOP_INSTANCE_UID), new, "{label}");
+            assert_eq!(open(&streamed).meta().media_storage_sop_instance_uid().trim_end_matches('\0'), new, "{label}");
+            assert_eq!(open(&streamed).meta().transfer_syntax().trim_end_matches('\0'), target, "{label}");
+
+            // The attributes of the in-memory path, but for the SOP Instance UID.
+            let without_uid = |bytes: &[u8]| -> Vec<(Tag, String)> {
+                attributes(bytes).into_iter().filter(|(tag, _)| *tag != tags::SOP_INSTANCE_UID && *tag != tags::MEDIA_STORAGE_SOP_INSTANCE_UID).collect()
+            };
+            assert_eq!(without_uid(&streamed), without_uid(&memory), "{label}: attributes");
+            assert_eq!(text(&streamed, tags::LOSSY_IMAGE_COMPRESSION), "01", "{label}");
+            let object = open(&streamed);
+            if method.is_empty() {
+                assert!(object.element(tags::LOSSY_IMAGE_COMPRESSION_RATIO).is_err(), "{label}: no ratio when lossless");
+                assert!(object.element(tags::LOSSY_IMAGE_COMPRESSION_METHOD).is_err(), "{label}: no method when lossless");
+            } else {
+                assert_eq!(text(&streamed, tags::LOSSY_IMAGE_COMPRESSION_METHOD), method, "{label}");
+                let ratio: f64 = text(&streamed, tags::LOSSY_IMAGE_COMPRESSION_RATIO).parse().unwrap();
+                let memory_ratio: f64 = text(&memory, tags::LOSSY_IMAGE_COMPRESSION_RATIO).parse().unwrap();
+                assert!((ratio - memory_ratio).abs() < 1e-4, "{label}: ratio {ratio} streamed, {memory_ratio} in memory");
+                // The ratio is that of the whole pixel data.
+                let compressed: usize = fragments(&streamed).iter().map(Vec::len).sum();
+                let decoded = (decode(native).1.len()) as f64;
+                assert!((ratio - decoded / compressed as f64).abs() < 0.01 * ratio, "{label}: ratio {ratio}, {decoded} bytes in {compressed}");
+                assert!(ratio > 1.2, "{label}: ratio {ratio}");
+            }
+
+            // The fragments and the Basic Offset Table of the in-memory path.
+            assert_eq!(fragments(&streamed).len(), report.frames as usize, "{label}: one fragment per frame");
+            assert!(fragments(&streamed) == fragments(&memory), "{label}: other fragments than in memory");
+            assert_eq!(offset_table(&streamed), offset_table(&memory), "{label}: Basic Offset Table");
+            assert_eq!(offset_table(&streamed).len(), report.frames as usize, "{label}: a Basic Offset Table");
+
+            // Decoded by us, DCMTK and pydicom: within the codec's loss of the original.
+            let (_, ours) = decode(&streamed);
+            let ours = samples(&ours, bits_allocated);
+            let (max, mean) = errors(&original, &ours);
+            println!("{label}: error max {max}, mean {mean:.3}");
+            assert!(max <= max_error && mean <= mean_error, "{label}: error max {max} (at most {max_error}), mean {mean:.3} (at most {mean_error})");
+            let path = dir.path().join(format!("{name}-{from}-{target}-{quality:?}.dcm"));
+            std::fs::write(&path, &streamed).unwrap();
+            if let Some(tool) = dcmtk {
+                let theirs = samples(&dcmtk_pixels(tool, &path), bits_allocated);
+                let (max, _) = errors(&ours, &theirs);
+                assert!(max <= 1, "{label}: {tool} differs from us by {max}");
+            }
+            let (_, theirs) = pydicom_pixels(&path);
+            let (max, mean) = errors(&ours, &samples(&theirs, bits_allocated));
+            // pylibjpeg-libjpeg upsamples 4:2:2 chroma otherwise than libjpeg at the sharp edges.
+            let bound = if text(&streamed, tags::PHOTOMETRIC_INTERPRETATION) == "YBR_FULL_422" { 24 } else { 2 };
+            assert!(max <= bound && mean < 0.5, "{label}: pydicom differs from us by {max} at most, {mean:.3} on average");
+        }
+    }
+}
+
+#[test]
+fn a_failed_lossy_conversion_writes_nothing() {
+    let original = ct(12);
+    let encoded = run(&original, RLE_LOSSLESS, false).unwrap().0;
+    let options = TranscodeOptions { stream_threshold: Some(0), ..TranscodeOptions::default() };
+    // A corrupt frame in the first batch and in the last one: nothing written either way.
+    for frame in [0, 11] {
+        let mut replaced = fragments(&encoded);
+        replaced[frame] = vec![0xAB; 64];
+        let corrupt = with_fragments(&encoded, Vec::new(), replaced);
+        for target in [JPEG_EXTENDED, JPEG_2000, JPEG_LS_NEAR_LOSSLESS] {
+            let mut out = Vec::new();
+            match transcode_with(&mut Cursor::new(&corrupt), target, &options, &mut out) {
+                Err(Error::PixelData { reason, .. }) => {
+                    assert!(reason.contains(&format!("frame {}", frame + 1)), "{reason}");
+                    assert!(!reason.contains("incomplete"), "{reason}");
+                }
+                other => panic!("frame {} to {target}: {other:?}", frame + 1),
+            }
+            assert!(out.is_empty(), "frame {} to {target}: {} bytes written", frame + 1, out.len());
+        }
+    }
+    // An input cut short in its last frames.
+    let cut = &original[..original.len() - original.len() / 8];
+    let mut out = Vec::new();
+    match transcode_with(&mut Cursor::new(cut), JPEG_EXTENDED, &options, &mut out) {
+        Err(Error::Invalid { reason }) => assert!(!reason.contains("incomplete"), "{reason}"),
+        other => panic!("a truncated input: {other:?}"),
+    }
+    assert!(out.is_empty(), "{} bytes written", out.len());
+    // A temporary folder that does not exist: an error before anything is read or written.
+    let nowhere = TranscodeOptions { temp_dir: Some("/nonexistent/folder".into()), ..options.clone() };
+    let mut out = Vec::new();
+    let result = transcode_with(&mut Cursor::new(&original), JPEG_EXTENDED, &nowhere, &mut out);
+    assert!(matches!(result, Err(Error::TempFile { action: "creating", .. })), "{result:?}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn the_temporary_file_of_a_lossy_conversion_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TranscodeOptions { stream_threshold: Some(0), temp_dir: Some(dir.path().to_owned()), ..TranscodeOptions::default() };
+    let mut out = Vec::new();
+    let report = transcode_with(&mut Cursor::new(ct(5)), JPEG_EXTENDED, &options, &mut out).unwrap();
+    assert!(report.streamed);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the temporary file is gone");
+    // The data set alone: the streamed file's data set but for the SOP Instance UID.
+    let data_set = TranscodeOptions { output: pacs_codec::Output::DataSet, ..options };
+    let mut alone = Vec::new();
+    let report = transcode_with(&mut Cursor::new(ct(5)), JPEG_EXTENDED, &data_set, &mut alone).unwrap();
+    assert!(report.streamed);
+    assert!(!alone.windows(4).take(200).any(|w| w == b"DICM"), "no File Meta Information");
+    let new = report.new_sop_instance_uid.unwrap().1;
+    assert!(alone.windows(new.len()).any(|w| w == new.as_bytes()), "the new SOP Instance UID");
+    let whole_tail = &out[out.len() - 4096..];
+    assert!(alone.ends_with(whole_tail), "the same pixel data as the whole file");
 }

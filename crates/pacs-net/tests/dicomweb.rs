@@ -723,3 +723,127 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
     assert_eq!((exit, code), (0, 200), "{stderr}");
     web.assert_healthy();
 }
+
+/// One element in Explicit VR Little Endian.
+fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+    out.extend_from_slice(vr);
+    if matches!(vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// A text value padded to even.
+fn even(text: &str, pad: u8) -> Vec<u8> {
+    let mut value = text.as_bytes().to_vec();
+    if value.len() % 2 == 1 {
+        value.push(pad);
+    }
+    value
+}
+
+/// A native multi-frame CT-like object in Explicit VR Little Endian: `frames` frames of 256 × 256
+/// samples of 16 bits (12 stored), a ramp with a block of noise-like values per frame.
+fn large_native(study: &str, series: &str, sop: &str, frames: u32) -> Vec<u8> {
+    let (class, ts) = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.1.2.1");
+    let meta =
+        [element(2, 1, b"OB", &[0, 1]), element(2, 2, b"UI", &even(class, 0)), element(2, 3, b"UI", &even(sop, 0)), element(2, 0x10, b"UI", &even(ts, 0))]
+            .concat();
+    let us = |v: u16| v.to_le_bytes().to_vec();
+    let mut pixels = Vec::with_capacity(256 * 256 * 2 * frames as usize);
+    for f in 0..frames {
+        for i in 0..256 * 256u32 {
+            let (x, y) = (i % 256, i / 256);
+            let v = if x < 32 { (x * 7919 + y * 104_729 + f * 31) % 4096 } else { (x * 3 + y + f * 5) % 4096 };
+            pixels.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+    }
+    [
+        vec![0u8; 128],
+        b"DICM".to_vec(),
+        element(2, 0, b"UL", &(meta.len() as u32).to_le_bytes()),
+        meta,
+        element(8, 0x16, b"UI", &even(class, 0)),
+        element(8, 0x18, b"UI", &even(sop, 0)),
+        element(8, 0x60, b"CS", &even("CT", b' ')),
+        element(0x10, 0x20, b"LO", &even("LARGE", b' ')),
+        element(0x20, 0x0D, b"UI", &even(study, 0)),
+        element(0x20, 0x0E, b"UI", &even(series, 0)),
+        element(0x28, 2, b"US", &us(1)),
+        element(0x28, 4, b"CS", &even("MONOCHROME2", b' ')),
+        element(0x28, 8, b"IS", &even(&frames.to_string(), b' ')),
+        element(0x28, 0x10, b"US", &us(256)),
+        element(0x28, 0x11, b"US", &us(256)),
+        element(0x28, 0x100, b"US", &us(16)),
+        element(0x28, 0x101, b"US", &us(12)),
+        element(0x28, 0x102, b"US", &us(11)),
+        element(0x28, 0x103, b"US", &us(0)),
+        element(0x7FE0, 0x10, b"OW", &pixels),
+    ]
+    .concat()
+}
+
+#[test]
+fn large_multi_frame_objects_are_converted_through_a_spool() {
+    let web = Web::start(WebConfig::default());
+    let (study, series, sop) = ("2.25.7001", "2.25.7002", "2.25.7003");
+    // 144 frames, 18 MiB of pixel data: converted frame by frame (over 8 MiB decoded), into a
+    // spool that goes to a temporary file (over 4 MiB).
+    let native = large_native(study, series, sop, 144);
+    let mut rle = Vec::new();
+    let options = pacs_codec::TranscodeOptions { stream_threshold: Some(u64::MAX), ..Default::default() };
+    pacs_codec::transcode_with(&mut native.as_slice(), pacs_codec::syntax::RLE_LOSSLESS, &options, &mut rle).unwrap();
+    let stored = web.dir.path().join("large_rle.dcm");
+    std::fs::write(&stored, &rle).unwrap();
+    web.ingest(&stored);
+    // What the conversion back to Explicit VR Little Endian gives, made here frame by frame too.
+    let mut expected = Vec::new();
+    let report = pacs_codec::transcode(&mut rle.as_slice(), pacs_codec::syntax::EXPLICIT_VR_LITTLE_ENDIAN, &mut expected).unwrap();
+    assert!(report.streamed);
+    assert!(expected.len() > pacs_codec::spool::SPOOL_MEMORY && expected.ends_with(&native[native.len() - 256 * 256 * 2 * 144..]));
+
+    // WADO-RS: one part, the converted object byte for byte, with the length known up front.
+    let accept = "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1";
+    let reply = web.curl(&format!("/studies/{study}/series/{series}/instances/{sop}"), &["-H", accept]);
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]));
+    let parts = reply.parts();
+    assert_eq!(parts.len(), 1);
+    assert!(parts[0].0.contains("transfer-syntax=1.2.840.10008.1.2.1"), "{}", parts[0].0);
+    assert!(parts[0].1 == expected, "WADO-RS: {} bytes, {} expected, or other bytes", parts[0].1.len(), expected.len());
+    assert_eq!(reply.header("content-length").and_then(|l| l.parse().ok()), Some(reply.body.len()), "the length of the spooled part is known");
+
+    // WADO-URI: the same bytes.
+    let uri = format!(
+        "/wado?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={sop}&contentType=application%2Fdicom&transferSyntax=1.2.840.10008.1.2.1"
+    );
+    let reply = web.curl(&uri, &[]);
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]));
+    assert!(reply.body == expected, "WADO-URI: {} bytes, {} expected, or other bytes", reply.body.len(), expected.len());
+    assert_eq!(reply.header("content-length").and_then(|l| l.parse().ok()), Some(expected.len()));
+
+    // Lossy, streamed and spooled too: a new instance that pydicom decodes, 144 frames.
+    let accept = "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.51";
+    let reply = web.curl(&format!("/studies/{study}/series/{series}/instances/{sop}"), &["-H", accept]);
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]));
+    let parts = reply.parts();
+    let lossy = web.dir.path().join("lossy.dcm");
+    std::fs::write(&lossy, &parts[0].1).unwrap();
+    let script = "import sys, json, pydicom, numpy\nds = pydicom.dcmread(sys.argv[1])\na = ds.pixel_array.astype(numpy.int64)\nprint(json.dumps({'ts': str(ds.file_meta.TransferSyntaxUID), 'uid': str(ds.SOPInstanceUID), 'lossy': ds.LossyImageCompression, 'method': ds.LossyImageCompressionMethod, 'ratio': float(ds.LossyImageCompressionRatio), 'shape': list(a.shape), 'first': int(a[0, 100, 100]), 'last': int(a[-1, 200, 200])}))";
+    let output = Command::new("python3").arg("-c").arg(script).arg(&lossy).output().expect("python3 runs: scripts/test.sh installs it");
+    assert!(output.status.success(), "pydicom reads the lossy part: {}", String::from_utf8_lossy(&output.stderr));
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(read["ts"], "1.2.840.10008.1.2.4.51");
+    assert_ne!(read["uid"], sop, "a lossy conversion makes a new instance");
+    assert_eq!((read["lossy"].as_str(), read["method"].as_str()), (Some("01"), Some("ISO_10918_1")));
+    assert!(read["ratio"].as_f64().unwrap() > 2.0, "{read}");
+    assert_eq!(read["shape"], serde_json::json!([144, 256, 256]));
+    // Ramp values: (100 × 3 + 100) and (200 × 3 + 200 + 143 × 5) modulo 4096, within JPEG's loss.
+    assert!((read["first"].as_i64().unwrap() - 400).abs() <= 16, "{read}");
+    assert!((read["last"].as_i64().unwrap() - 1515).abs() <= 16, "{read}");
+    web.assert_healthy();
+}

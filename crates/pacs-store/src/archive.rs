@@ -221,17 +221,27 @@ impl Archive {
     fn compress(&self, staged: Staged, target: &str) -> Result<Staged> {
         let from = staged.record.transfer_syntax_uid.clone();
         let uid = staged.record.sop_instance_uid.clone();
-        // In memory, dropped on error: a streamed conversion that fails late leaves nothing.
-        let mut converted = Vec::new();
-        let result = self
-            .blobs
-            .open(&staged.record.blob)
-            .and_then(|mut reader| compression::convert(&mut reader, target, &mut converted).map_err(|reason| Error::Corrupt { what: reason }));
-        if let Err(e) = result {
-            tracing::warn!(sop_instance_uid = %uid, from = %from, to = target, error = %e, "compression on ingest failed; stored as received");
-            return Ok(staged);
-        }
-        let mut again = self.stage_as_received(&mut converted.as_slice())?;
+        // Into a spool (memory, then a temporary file), handed over only once the whole
+        // conversion succeeded: one that fails late leaves nothing.
+        let converted = self.blobs.open(&staged.record.blob).and_then(|reader| {
+            compression::convert(&mut BufReader::with_capacity(READ_BUFFER, reader), target).map_err(|reason| Error::Corrupt { what: reason })
+        });
+        let mut converted = match converted {
+            Ok(converted) => converted,
+            Err(e) => {
+                tracing::warn!(sop_instance_uid = %uid, from = %from, to = target, error = %e, "compression on ingest failed; stored as received");
+                return Ok(staged);
+            }
+        };
+        // Reading the spool back can fail (its temporary file): the object is then kept as
+        // received too.
+        let mut again = match self.stage_as_received(&mut converted) {
+            Ok(again) => again,
+            Err(e) => {
+                tracing::warn!(sop_instance_uid = %uid, from = %from, to = target, error = %e, "staging the compressed object failed; stored as received");
+                return Ok(staged);
+            }
+        };
         let original = Original { size: staged.record.size, checksum: staged.record.checksum.clone(), transfer_syntax_uid: from.clone() };
         tracing::info!(
             sop_instance_uid = %uid, stored_as = %again.record.sop_instance_uid, from = %from, to = target,

@@ -8,6 +8,13 @@
 //! [`CompressionPolicy::allow_lossy`], checked when the policy is built. An object that cannot be
 //! converted is stored as received (and logged).
 //!
+//! The conversion is written whole into a spool before the new blob is staged from it: in
+//! memory up to `pacs_codec::spool::SPOOL_MEMORY` (4 MiB), in an unnamed temporary file in the
+//! system's temporary folder (`TMPDIR`) beyond, gone once the object is staged. Memory stays
+//! bounded for large multi-frame objects, and a conversion that fails leaves nothing (the blob
+//! store has no scratch space of its own to use: its staging files are those of the blobs
+//! being written, and a remote store has none).
+//!
 //! The conversion needs the store's `compression` feature (it pulls in `pacs-codec` and its
 //! native codecs); without it a policy with rules is refused when it is built.
 
@@ -115,14 +122,18 @@ fn is_lossy(_uid: &str) -> bool {
     true
 }
 
-/// Converts the object read from `source` into `target`, written to `out`.
+/// Converts the object read from `source` into `target`; a reader of the whole converted object
+/// (see the module), returned only when the conversion succeeded.
 #[cfg(feature = "compression")]
-pub(crate) fn convert(source: &mut dyn std::io::Read, target: &str, out: &mut dyn std::io::Write) -> std::result::Result<(), String> {
-    pacs_codec::transcode(source, target, out).map(|_| ()).map_err(|e| e.to_string())
+pub(crate) fn convert(source: &mut dyn std::io::Read, target: &str) -> std::result::Result<Box<dyn std::io::Read>, String> {
+    use pacs_codec::spool::{SPOOL_MEMORY, transcode_to_spool};
+    let (spool, _) = transcode_to_spool(source, target, &pacs_codec::TranscodeOptions::default(), SPOOL_MEMORY, None).map_err(|e| e.to_string())?;
+    let reader = spool.into_reader().map_err(|e| format!("reading the converted object back: {e}"))?;
+    Ok(Box::new(reader))
 }
 
 #[cfg(not(feature = "compression"))]
-pub(crate) fn convert(_source: &mut dyn std::io::Read, _target: &str, _out: &mut dyn std::io::Write) -> std::result::Result<(), String> {
+pub(crate) fn convert(_source: &mut dyn std::io::Read, _target: &str) -> std::result::Result<Box<dyn std::io::Read>, String> {
     Err("this build has no codecs".into())
 }
 

@@ -114,3 +114,100 @@ fn a_lossy_target_without_allow_lossy_is_refused_when_configured() {
     assert!(err.to_string().contains("allow_lossy"), "{err}");
     assert!(CompressionPolicy::new(vec![rule], true).is_ok_and(|p| p.allow_lossy()));
 }
+
+/// One element in Explicit VR Little Endian.
+fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+    out.extend_from_slice(vr);
+    if matches!(vr, b"OB" | b"OW") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// A CT of `frames` frames of 256 × 256 samples (16 bits, 12 stored) in RLE Lossless, as received.
+fn large_rle_ct(frames: u32) -> Vec<u8> {
+    let even = |text: &str, pad: u8| {
+        let mut v = text.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(pad);
+        }
+        v
+    };
+    let (class, sop) = ("1.2.840.10008.5.1.4.1.1.2", "2.25.9001");
+    let meta = [
+        element(2, 1, b"OB", &[0, 1]),
+        element(2, 2, b"UI", &even(class, 0)),
+        element(2, 3, b"UI", &even(sop, 0)),
+        element(2, 0x10, b"UI", &even(EXPLICIT_VR_LITTLE_ENDIAN, 0)),
+    ]
+    .concat();
+    let us = |v: u16| v.to_le_bytes().to_vec();
+    let pixels: Vec<u8> = (0..frames * 256 * 256).flat_map(|i| ((((i % 256) * 3 + i / 256 + i % 17) % 4096) as u16).to_le_bytes()).collect();
+    let native = [
+        vec![0u8; 128],
+        b"DICM".to_vec(),
+        element(2, 0, b"UL", &(meta.len() as u32).to_le_bytes()),
+        meta,
+        element(8, 0x16, b"UI", &even(class, 0)),
+        element(8, 0x18, b"UI", &even(sop, 0)),
+        element(8, 0x60, b"CS", &even("CT", b' ')),
+        element(0x20, 0x0D, b"UI", &even("2.25.9002", 0)),
+        element(0x20, 0x0E, b"UI", &even("2.25.9003", 0)),
+        element(0x28, 2, b"US", &us(1)),
+        element(0x28, 4, b"CS", &even("MONOCHROME2", b' ')),
+        element(0x28, 8, b"IS", &even(&frames.to_string(), b' ')),
+        element(0x28, 0x10, b"US", &us(256)),
+        element(0x28, 0x11, b"US", &us(256)),
+        element(0x28, 0x100, b"US", &us(16)),
+        element(0x28, 0x101, b"US", &us(12)),
+        element(0x28, 0x102, b"US", &us(11)),
+        element(0x28, 0x103, b"US", &us(0)),
+        element(0x7FE0, 0x10, b"OW", &pixels),
+    ]
+    .concat();
+    let options = pacs_codec::TranscodeOptions { stream_threshold: Some(u64::MAX), ..Default::default() };
+    let mut rle = Vec::new();
+    pacs_codec::transcode_with(&mut native.as_slice(), "1.2.840.10008.1.2.5", &options, &mut rle).expect("RLE");
+    rle
+}
+
+#[test]
+fn large_multi_frame_objects_are_compressed_through_a_spool_or_kept_whole() {
+    // 144 frames, 18 MiB decoded: converted frame by frame into a spool that goes to disk.
+    let received = large_rle_ct(144);
+    let (_, expected) = pixels(&received);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = Archive::open(dir.path(), policy("CT", JPEG_LS_LOSSLESS)).expect("opens");
+    let report = archive.ingest(&mut received.as_slice()).expect("ingests");
+    assert_eq!(report.record.transfer_syntax_uid.as_str(), JPEG_LS_LOSSLESS);
+    assert_eq!(report.record.original.as_ref().map(|o| o.size), Some(received.len() as u64));
+    let stored = stored_bytes(&archive, &report.record.sop_instance_uid);
+    assert_eq!(report.record.checksum, sha256_hex(&mut stored.as_slice()).expect("hash"));
+    let (ts, actual) = pixels(&stored);
+    assert_eq!(ts, JPEG_LS_LOSSLESS);
+    assert!(actual == expected, "pixels changed");
+
+    // The last frame corrupt: the streamed conversion fails after writing most of the object;
+    // the object is stored as received, and nothing else is left.
+    let mut corrupt = received.clone();
+    let start = corrupt.windows(12).position(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]).expect("encapsulated");
+    let (mut at, mut last) = (start + 12, 0);
+    while corrupt[at..at + 4] == [0xFE, 0xFF, 0x00, 0xE0] {
+        last = at + 8;
+        at += 8 + u32::from_le_bytes([corrupt[at + 4], corrupt[at + 5], corrupt[at + 6], corrupt[at + 7]]) as usize;
+    }
+    corrupt[last..last + 64].fill(0xAB);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = Archive::open(dir.path(), policy("CT", JPEG_LS_LOSSLESS)).expect("opens");
+    let report = archive.ingest(&mut corrupt.as_slice()).expect("ingests");
+    assert_eq!(report.record.transfer_syntax_uid.as_str(), "1.2.840.10008.1.2.5", "kept as received");
+    assert_eq!(report.record.original, None);
+    assert!(stored_bytes(&archive, &report.record.sop_instance_uid) == corrupt, "the received bytes");
+    let verified = archive.verify(VerifyOptions { checksums: true, repair: false }, &mut |_| {}).expect("verifies");
+    assert!(verified.is_clean() && verified.orphans.is_empty() && verified.checked == 1, "{verified:?}");
+}

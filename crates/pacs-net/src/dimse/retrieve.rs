@@ -8,9 +8,13 @@
 //!
 //! When the peer accepted the instance's SOP class but not its stored transfer syntax, the
 //! instance is converted (`pacs_codec`) to an accepted syntax on the blocking pool before it is
-//! sent, one instance in memory at a time; when no accepted syntax can be produced, the
-//! sub-operation fails and nothing is sent.
+//! sent, one instance at a time, into a spool (`pacs_codec::spool`): in memory up to
+//! `SPOOL_MEMORY` (4 MiB), in an unnamed temporary file in the system's temporary folder
+//! (`TMPDIR`) beyond, so that memory stays bounded for large multi-frame objects; the data set
+//! then streams from the spool. When no accepted syntax can be produced, or the conversion
+//! fails, the sub-operation fails and nothing of the instance is sent.
 
+use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,6 +29,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use pacs_codec::spool::{SPOOL_MEMORY, SpoolReader};
 use pacs_codec::syntax::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
 
 use super::command::{Command, CommandField, Priority, status};
@@ -264,32 +269,45 @@ fn stream_data_set(archive: Arc<Archive>, record: InstanceRecord) -> mpsc::Recei
     rx
 }
 
-/// Converts the data set of `record` to `target` on the blocking pool, then hands it out in
-/// fragments of at most `chunk` bytes; the error says why it could not be converted.
-async fn transcoded_data_set(
-    archive: Arc<Archive>,
-    record: InstanceRecord,
-    target: String,
-    chunk: usize,
-) -> std::result::Result<mpsc::Receiver<Piece>, String> {
-    let converted = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<u8>, String> {
-        let mut reader = archive.read(&record).map_err(|e| e.to_string())?;
+/// Converts the data set of `record` to `target` on the blocking pool into a spool (see the
+/// module), then streams it in pooled blocks; the error says why it could not
+/// be converted, and then nothing was sent.
+async fn transcoded_data_set(archive: Arc<Archive>, record: InstanceRecord, target: String) -> std::result::Result<mpsc::Receiver<Piece>, String> {
+    let spool = tokio::task::spawn_blocking(move || -> std::result::Result<SpoolReader, String> {
+        let mut reader = BufReader::with_capacity(64 * 1024, archive.read(&record).map_err(|e| e.to_string())?);
         let options = pacs_codec::TranscodeOptions { output: pacs_codec::Output::DataSet, ..Default::default() };
-        // Into memory, dropped on error: a streamed conversion that fails late sends nothing.
-        let mut out = Vec::new();
-        let report = pacs_codec::transcode_with(&mut reader, &target, &options, &mut out).map_err(|e| e.to_string())?;
-        tracing::debug!(sop_instance_uid = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = %report.target_transfer_syntax, frames = report.frames, "converted for sending");
-        Ok(out)
+        // Handed over only once the whole conversion succeeded: one that fails sends nothing.
+        let (spool, report) = pacs_codec::spool::transcode_to_spool(&mut reader, &target, &options, SPOOL_MEMORY, None).map_err(|e| e.to_string())?;
+        tracing::debug!(
+            sop_instance_uid = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = %report.target_transfer_syntax,
+            frames = report.frames, streamed = report.streamed, bytes = spool.len(), on_disk = spool.is_on_disk(), "converted for sending"
+        );
+        spool.into_reader().map_err(|e| format!("reading the converted data set back: {e}"))
     })
     .await
     .map_err(|e| format!("conversion task: {e}"))??;
-    let count = converted.len().div_ceil(chunk.max(1));
-    let pieces: Vec<_> = converted.chunks(chunk.max(1)).enumerate().map(|(i, c)| Ok((Bytes::copy_from_slice(c), i + 1 == count))).collect();
-    let (tx, rx) = mpsc::channel(pieces.len().max(1));
-    for piece in pieces {
-        let _ = tx.try_send(piece);
-    }
-    Ok(rx)
+    Ok(stream_spool(spool))
+}
+
+/// Streams the bytes of `spool` in pooled blocks, read on the blocking pool.
+fn stream_spool(mut spool: SpoolReader) -> mpsc::Receiver<Piece> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        while spool.remaining() > 0 {
+            let want = spool.remaining().min(BLOCK as u64) as usize;
+            let mut block = PooledBlock::take();
+            let read = match block.fill(&mut spool, want) {
+                Ok(n) if n == want => Ok((block.freeze(), spool.remaining() == 0)),
+                Ok(_) => Err(std::io::Error::other("the converted data set ended early")),
+                Err(e) => Err(e),
+            };
+            let failed = read.is_err();
+            if tx.blocking_send(read).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Where the storage sub-operations of a C-MOVE go.
@@ -427,7 +445,7 @@ where
     }
     let mut data = match (data, convert_to) {
         (Some(data), _) => data,
-        (None, Some(target)) => match transcoded_data_set(archive, record, target.clone(), chunk).await {
+        (None, Some(target)) => match transcoded_data_set(archive, record, target.clone()).await {
             Ok(rx) => rx,
             Err(reason) => {
                 tracing::warn!(%peer, sop_instance_uid = %sop, transfer_syntax = %target, %reason, "not sent: cannot convert");

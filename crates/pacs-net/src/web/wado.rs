@@ -12,6 +12,14 @@
 //! starts, the others as it streams. Re-encoding frames into another compressed syntax is not
 //! offered (406, saying what is).
 //!
+//! An instance sent in another transfer syntax is converted whole before its part (or the
+//! WADO-URI response) starts, into a spool (`pacs_codec::spool`): in memory up to
+//! `SPOOL_MEMORY` (4 MiB), in an unnamed temporary file in the system's temporary folder
+//! (`TMPDIR`) beyond, so that memory stays bounded for large multi-frame objects; the part then
+//! streams from the spool. A conversion that fails sends nothing of that object: before the
+//! response starts (the first conversion of a multipart response, the WADO-URI one) it is an
+//! error status, later it cuts the response as below.
+//!
 //! A multipart response whose part fails while it streams (the conversion or the decoding of a
 //! corrupt object, a blob that cannot be read) ends with an error instead of its closing
 //! boundary: the chunked body is not terminated and the connection is dropped, so that clients
@@ -29,6 +37,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use pacs_codec::render::ImageFormat;
+use pacs_codec::spool::{SPOOL_MEMORY, SpoolReader};
 use pacs_core::scan::PixelLayout;
 use pacs_core::{InstanceRecord, Scope};
 use pacs_store::Archive;
@@ -126,19 +135,29 @@ fn choose_syntaxes(accept: &[MediaRange], records: &[InstanceRecord]) -> Result<
     Err(Error::NotAcceptable { reason })
 }
 
-/// Converts a stored object to `target` in memory (blocking); a conversion that fails is 406.
-fn transcode_record(archive: &Archive, record: &InstanceRecord, target: &str) -> Result<Bytes> {
+/// Converts a stored object to `target` (blocking) into a spool, in memory up to
+/// [`SPOOL_MEMORY`] and in a temporary file in the system's temporary folder beyond; returned,
+/// ready to be read from its first byte, only once the whole conversion succeeded. A conversion
+/// that fails is 406, a stored object that cannot be read 500, and so is a temporary file that
+/// cannot be written.
+fn transcode_record(archive: &Archive, record: &InstanceRecord, target: &str) -> Result<SpoolReader> {
     let reader = archive.read(record)?;
-    // Into memory, dropped on error: a streamed conversion that fails late sends nothing.
-    let mut out = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0));
-    let report = pacs_codec::transcode(&mut BufReader::with_capacity(CHUNK, reader), target, &mut out).map_err(|e| match e {
+    let options = pacs_codec::TranscodeOptions::default();
+    let converted = pacs_codec::spool::transcode_to_spool(&mut BufReader::with_capacity(CHUNK, reader), target, &options, SPOOL_MEMORY, None);
+    let (spool, report) = converted.map_err(|e| match e {
         pacs_codec::Error::Invalid { .. } | pacs_codec::Error::Write { .. } => {
             Error::from(pacs_core::Error::Corrupt { what: format!("stored object of {} cannot be read: {e}", record.sop_instance_uid) })
         }
+        pacs_codec::Error::TempFile { source, .. } => {
+            Error::Io { action: format!("converting {} to {target} into a temporary file", record.sop_instance_uid), source }
+        }
         other => Error::NotAcceptable { reason: format!("transcoding {} to {target} is not possible: {other}", record.sop_instance_uid) },
     })?;
-    tracing::debug!(sop = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = target, "transcoded for WADO");
-    Ok(Bytes::from(out))
+    tracing::debug!(
+        sop = %record.sop_instance_uid, from = %report.source_transfer_syntax, to = target, bytes = spool.len(), on_disk = spool.is_on_disk(),
+        streamed = report.streamed, "transcoded for WADO"
+    );
+    spool.into_reader().map_err(|source| Error::Io { action: format!("reading the conversion of {} back", record.sop_instance_uid), source })
 }
 
 /// What a streamed part is made of.
@@ -154,6 +173,8 @@ enum PartSource {
     DecodedFrame(InstanceRecord, u32),
     /// Bytes already in memory.
     Bytes(Bytes),
+    /// A stored object converted already, read from its spool.
+    Spooled(SpoolReader),
     /// A stored object converted to a transfer syntax before its part starts (so that a failed
     /// conversion cuts the response between parts, never inside an object).
     Transcoded(InstanceRecord, String),
@@ -182,7 +203,7 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
         for (i, (content_type, source)) in parts.into_iter().enumerate() {
             let source = match source {
                 PartSource::Transcoded(record, target) => match transcode_record(&archive, &record, &target) {
-                    Ok(bytes) => PartSource::Bytes(bytes),
+                    Ok(spool) => PartSource::Spooled(spool),
                     Err(e) => {
                         tracing::error!(error = %e, "transcoding for a WADO response failed; the response is cut short");
                         let _ = flush();
@@ -209,6 +230,7 @@ fn multipart_body(archive: Arc<Archive>, parts: Vec<(String, PartSource)>, bound
             }
             let result: pacs_core::Result<bool> = (|| match source {
                 PartSource::Bytes(b) => Ok(send(b)),
+                PartSource::Spooled(spool) => send_spool(spool, &send),
                 PartSource::Frame(record, n) => Ok(send(archive.read_frame(&record, n)?)),
                 PartSource::Transcoded(..) | PartSource::DecodedFrame(..) => Ok(true),
                 PartSource::Object(record) => {
@@ -268,10 +290,27 @@ fn copy_chunks(mut reader: Box<dyn Read + Send>, mut remaining: u64, send: &dyn 
     Ok(true)
 }
 
+/// Sends the bytes of a converted object from its spool, in blocks; `Ok(false)` when the client
+/// went away.
+fn send_spool(mut spool: SpoolReader, send: &dyn Fn(Bytes) -> bool) -> pacs_core::Result<bool> {
+    while spool.remaining() > 0 {
+        let mut block = BytesMut::zeroed(spool.remaining().min(READ_BLOCK as u64) as usize);
+        spool.read_exact(&mut block).map_err(|source| pacs_core::Error::Io {
+            action: "reading a converted object back",
+            target: "its temporary file".into(),
+            source,
+        })?;
+        if !send(block.freeze()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The exact length of the multipart body of `parts` when every part's size is known before it
 /// is read (stored objects sent as they are, byte ranges, bytes in memory): the response then
 /// carries a `Content-Length`, which clients read in one go and show progress with. `None` when a
-/// part is converted or decoded on the way.
+/// part is converted or decoded on the way (but not when converted already).
 fn known_length(parts: &[(String, PartSource)], boundary: &str) -> Option<u64> {
     let mut total = media::closing(boundary).len() as u64;
     for (i, (content_type, source)) in parts.iter().enumerate() {
@@ -279,6 +318,7 @@ fn known_length(parts: &[(String, PartSource)], boundary: &str) -> Option<u64> {
             PartSource::Object(record) => record.size,
             PartSource::Range(_, _, length) => *length,
             PartSource::Bytes(bytes) => bytes.len() as u64,
+            PartSource::Spooled(spool) => spool.remaining(),
             PartSource::Frame(..) | PartSource::DecodedFrame(..) | PartSource::Transcoded(..) => return None,
         };
         let separator = if i > 0 { media::PART_END.len() as u64 } else { 0 };
@@ -316,7 +356,7 @@ async fn retrieve(state: AppState, headers: HeaderMap, study: String, series: Op
             Some(target) if !checked => {
                 checked = true;
                 let archive = Arc::clone(&state.archive);
-                PartSource::Bytes(blocking(move || Ok(transcode_record(&archive, &record, &target))).await??)
+                PartSource::Spooled(blocking(move || Ok(transcode_record(&archive, &record, &target))).await??)
             }
             Some(target) => PartSource::Transcoded(record, target),
         };
@@ -629,6 +669,30 @@ pub(crate) async fn bulkdata(State(state): State<AppState>, Path((study, series,
     Ok(multipart_response(Arc::clone(&state.archive), "application/octet-stream", parts))
 }
 
+/// A body of the bytes of `reader`, read on a blocking thread and streamed through a bounded
+/// channel; a read error cuts the response.
+fn reader_body(mut reader: impl Read + Send + 'static) -> Body {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
 /// `GET /wado?requestType=WADO&studyUID=&seriesUID=&objectUID=&contentType=` (WADO-URI, PS3.18
 /// chapter 9): the object as `application/dicom`, or rendered as `image/jpeg` (the default) or
 /// `image/png`.
@@ -658,32 +722,15 @@ pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): Ur
                 None => None,
             };
             let archive = Arc::clone(&state.archive);
+            let dicom = (header::CONTENT_TYPE, HeaderValue::from_static("application/dicom"));
             if let Some(target) = target {
-                let bytes = blocking(move || Ok(transcode_record(&archive, &record, &target))).await??;
-                return Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom"))], bytes).into_response());
+                // Converted whole before the response starts: a failure is an error status.
+                let spool = blocking(move || Ok(transcode_record(&archive, &record, &target))).await??;
+                let length = (header::CONTENT_LENGTH, HeaderValue::from(spool.remaining()));
+                return Ok((StatusCode::OK, [dicom, length], reader_body(spool)).into_response());
             }
             let reader = blocking(move || archive.read(&record)).await?;
-            let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-            tokio::task::spawn_blocking(move || {
-                let mut reader = reader;
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) => return,
-                        Ok(n) => {
-                            if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            return;
-                        }
-                    }
-                }
-            });
-            let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
-            Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom"))], body).into_response())
+            Ok((StatusCode::OK, [dicom], reader_body(reader)).into_response())
         }
         "image/jpeg" | "image/png" | "image/*" | "*/*" => {
             let format = if content_type == "image/png" { ImageFormat::Png } else { ImageFormat::Jpeg };
