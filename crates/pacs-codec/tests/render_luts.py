@@ -48,6 +48,9 @@ def base(rows, columns, bits_allocated, bits_stored, signed=False, photometric="
     ds.file_meta.MediaStorageSOPInstanceUID = uid
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     ds.SOPInstanceUID = uid
+    # Study and series, so that the archive can store the objects too (pacs-net's rendering test).
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "OT"
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric

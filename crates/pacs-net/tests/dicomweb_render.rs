@@ -187,3 +187,29 @@ print(json.dumps(out))
         assert_eq!(got[ts][1], info["pixels"], "{ts}: other pixels");
     }
 }
+
+/// Native objects with lookup tables or a VOI LUT Function render as pacs-codec renders them:
+/// the server's short path for native pixels must not skip what it does not apply.
+#[test]
+fn lookup_tables_of_native_objects_are_applied() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pacs-codec/tests/render_luts.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(scratch.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs pydicom and numpy"));
+    assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+    for name in ["mlut_signed.dcm", "voi16.dcm", "sigmoid.dcm", "bits1_mono1.dcm"] {
+        let path = scratch.path().join(name);
+        let info = pydicom(&path);
+        let web = Web::start(WebConfig::default());
+        web.ingest(&path);
+        let reply = web.curl(&format!("{}/rendered", instance_path(&info)), &["-H", "Accept: image/png"]);
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+        let image = pacs_codec::render::render(&mut std::fs::File::open(&path).unwrap(), &pacs_codec::render::RenderOptions::default()).unwrap();
+        let expected = pacs_codec::render::encode(&image, pacs_codec::render::ImageFormat::Png, 90).unwrap();
+        assert!(reply.body == expected, "{name}: /rendered differs from pacs-codec's rendering of the file");
+    }
+}

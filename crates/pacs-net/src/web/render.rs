@@ -84,7 +84,13 @@ fn short_path(data_set: &DataSet, big_endian: bool) -> Result<Option<FrameDescri
     let samples = us((0x0028, 0x0002)).unwrap_or(1);
     let photometric = json::text(data_set, (0x0028, 0x0004)).unwrap_or_else(|| "MONOCHROME2".into());
     let short = matches!((photometric.as_str(), samples), ("MONOCHROME1" | "MONOCHROME2", 1) | ("RGB" | "YBR_FULL", 3));
-    if !short {
+    // What the short path does not apply goes through the codecs: the Modality and VOI LUT
+    // Sequences, a VOI LUT Function other than LINEAR, the functional groups of enhanced
+    // multi-frame objects (which may carry the rescale and window per frame), and pixels of
+    // fewer than 8 bits.
+    let tables = [(0x0028, 0x3000), (0x0028, 0x3010), (0x5200, 0x9229), (0x5200, 0x9230)].into_iter().any(|tag| data_set.get(tag).is_some());
+    let function = json::text(data_set, (0x0028, 0x1056)).is_some_and(|f| f.trim() != "LINEAR");
+    if !short || tables || function || bits_allocated < 8 {
         return Ok(None);
     }
     let window = match (json::decimals(data_set, (0x0028, 0x1050)).first(), json::decimals(data_set, (0x0028, 0x1051)).first()) {
