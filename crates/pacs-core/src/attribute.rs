@@ -17,6 +17,10 @@ pub enum ValueKind {
     Date,
     /// Time (TM), normalised to `HHMMSS.FFFFFF`; supports range matching.
     Time,
+    /// Date and time (DT), normalised to `YYYYMMDDHHMMSS.FFFFFF` (a UTC offset dropped: values are
+    /// compared as the local times they state); supports range matching. Only attributes outside
+    /// the index have this kind.
+    DateTime,
     /// Unique identifier (UI): single value or list-of-UID matching, no wildcards.
     Uid,
     /// Integer string or count (IS, US, derived counts): exact single value matching.
@@ -26,7 +30,7 @@ pub enum ValueKind {
 impl ValueKind {
     /// The kind by which values of an attribute of Value Representation `vr` (`"PN"`, `"DA"`...)
     /// are matched, for attributes outside the index; `None` for the VRs the matching rules do
-    /// not cover (sequences, binary and floating point values, attribute tags, DT).
+    /// not cover (sequences, binary and floating point values, attribute tags).
     ///
     /// DS is matched as text (its values as written, trimmed), like the other string VRs.
     pub fn for_vr(vr: &str) -> Option<ValueKind> {
@@ -34,6 +38,7 @@ impl ValueKind {
             "PN" => ValueKind::PersonName,
             "DA" => ValueKind::Date,
             "TM" => ValueKind::Time,
+            "DT" => ValueKind::DateTime,
             "UI" => ValueKind::Uid,
             "IS" | "US" | "UL" | "SS" | "SL" | "UV" | "SV" => ValueKind::Integer,
             "AE" | "AS" | "CS" | "DS" | "LO" | "LT" | "SH" | "ST" | "UC" | "UR" | "UT" => ValueKind::Text,
@@ -215,7 +220,8 @@ mod tests {
         assert_eq!(ValueKind::for_vr("PN"), Some(ValueKind::PersonName));
         assert_eq!(ValueKind::for_vr("US"), Some(ValueKind::Integer));
         assert_eq!(ValueKind::for_vr("LO"), Some(ValueKind::Text));
-        for vr in ["SQ", "OB", "FD", "AT", "DT", "XX"] {
+        assert_eq!(ValueKind::for_vr("DT"), Some(ValueKind::DateTime));
+        for vr in ["SQ", "OB", "FD", "AT", "XX"] {
             assert_eq!(ValueKind::for_vr(vr), None, "{vr}");
         }
         // The table's attributes are matched as their VR says (derived counts and the modality

@@ -4,7 +4,7 @@ use crate::attribute::{Attribute, ValueKind};
 use crate::blob::BlobKey;
 use crate::charset::{SpecificCharacterSet, TextKind};
 use crate::model::InstanceRecord;
-use crate::query::{QueryRow, normalize_date, normalize_person_name, normalize_time};
+use crate::query::{QueryRow, normalize_date, normalize_datetime, normalize_person_name, normalize_time};
 use crate::scan::{PixelLayout, RawElement, ScannedObject, Tag};
 use crate::uid::Uid;
 
@@ -181,6 +181,7 @@ pub fn normalize_value(kind: ValueKind, value: &str) -> Result<String, String> {
     match kind {
         ValueKind::Date => normalize_date(value).ok_or_else(|| format!("invalid date {value:?}")),
         ValueKind::Time => normalize_time(value, '0').ok_or_else(|| format!("invalid time {value:?}")),
+        ValueKind::DateTime => normalize_datetime(value, '0').ok_or_else(|| format!("invalid date and time {value:?}")),
         ValueKind::Integer => value.trim().parse::<i64>().map(|n| n.to_string()).map_err(|_| format!("invalid integer {value:?}")),
         ValueKind::PersonName => Ok(normalize_person_name(value)),
         ValueKind::Text | ValueKind::Uid => Ok(value.to_owned()),

@@ -7,7 +7,8 @@
 //! # Row values
 //!
 //! A [`QueryRow`] holds normalised strings: dates `YYYYMMDD`, times `HHMMSS.FFFFFF` (13
-//! characters), integers in plain decimal, text trimmed. A multi-valued entry is its values joined
+//! characters), dates and times `YYYYMMDDHHMMSS.FFFFFF` (21 characters, of attributes outside the
+//! index), integers in plain decimal, text trimmed. A multi-valued entry is its values joined
 //! with `\` (e.g. ModalitiesInStudy `CT\MR`). An absent entry and an empty string both mean *no
 //! value*; likewise an empty component of a multi-valued entry (`CT\`) is an empty value, which is
 //! treated as no value.

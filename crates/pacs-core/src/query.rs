@@ -108,10 +108,14 @@ impl Matcher {
                     _ => Ok(Matcher::UidList(uids)),
                 }
             }
-            ValueKind::Date | ValueKind::Time => {
+            ValueKind::Date | ValueKind::Time | ValueKind::DateTime => {
                 let normalise = |text: &str, pad: char| -> Result<String> {
-                    let normalised = if kind == ValueKind::Date { normalize_date(text) } else { normalize_time(text, pad) };
-                    normalised.ok_or_else(|| invalid(format!("not a valid {}: {text:?}", if kind == ValueKind::Date { "date" } else { "time" })))
+                    let (normalised, what) = match kind {
+                        ValueKind::Date => (normalize_date(text), "date"),
+                        ValueKind::Time => (normalize_time(text, pad), "time"),
+                        _ => (normalize_datetime(text, pad), "date and time"),
+                    };
+                    normalised.ok_or_else(|| invalid(format!("not a valid {what}: {text:?}")))
                 };
                 if value.contains(['*', '?']) {
                     return Err(invalid(format!("wildcards are not allowed in dates and times: {value:?}")));
@@ -131,8 +135,9 @@ impl Matcher {
                         }
                         Ok(Matcher::Range { lo, hi })
                     }
-                    None if kind == ValueKind::Time => {
-                        // A single time matches that time at the precision it was given.
+                    None if kind != ValueKind::Date => {
+                        // A single time matches that time at the precision it was given: the
+                        // date and time `2024` is the whole year.
                         Ok(Matcher::Range { lo: Some(normalise(value, '0')?), hi: Some(normalise(value, '9')?) })
                     }
                     None => Ok(Matcher::Single(normalise(value, '0')?)),
@@ -228,6 +233,60 @@ pub fn normalize_time(text: &str, pad: char) -> Option<String> {
     let frac = frac.unwrap_or("");
     out.push_str(frac);
     while out.len() < 13 {
+        out.push(pad);
+    }
+    Some(out)
+}
+
+/// Normalises a DICOM date and time (`YYYY[MM[DD[HH[MM[SS[.F...]]]]]]`, with an optional UTC
+/// offset `&ZZXX`) to `YYYYMMDDHHMMSS.FFFFFF`, padding the missing digits with `pad` (`'0'` for a
+/// lower bound or a stored value, `'9'` for an upper bound). The offset is dropped: values are
+/// compared as the local times they state.
+///
+/// Returns `None` when the text is not a plausible date and time.
+pub fn normalize_datetime(text: &str, pad: char) -> Option<String> {
+    let text = text.trim();
+    // A UTC offset is the last five characters, a sign and four digits, after at least a year.
+    let text = match text.len().checked_sub(5) {
+        Some(at) if at >= 4 && text.is_char_boundary(at) => {
+            let (value, offset) = text.split_at(at);
+            if offset.starts_with(['+', '-']) && offset[1..].bytes().all(|b| b.is_ascii_digit()) { value } else { text }
+        }
+        _ => text,
+    };
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text, None),
+    };
+    if !matches!(whole.len(), 4 | 6 | 8 | 10 | 12 | 14) || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(f) = frac
+        && (whole.len() != 14 || f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let field = |range: std::ops::Range<usize>| whole.get(range).and_then(|d| d.parse::<u32>().ok());
+    let valid = field(4..6).is_none_or(|m| (1..=12).contains(&m))
+        && field(6..8).is_none_or(|d| (1..=31).contains(&d))
+        && field(8..10).is_none_or(|h| h <= 23)
+        && field(10..12).is_none_or(|m| m <= 59)
+        && field(12..14).is_none_or(|s| s <= 60);
+    if !valid {
+        return None;
+    }
+    let mut out = String::with_capacity(21);
+    out.push_str(whole);
+    // Missing components: the lower bound is the first month, day and instant, the upper bound
+    // anything up to the last (`9` sorts after every valid digit).
+    let minimum = "0101000000";
+    while out.len() < 14 {
+        let next = if pad == '0' { minimum.as_bytes()[out.len() - 4] as char } else { pad };
+        out.push(next);
+    }
+    out.push('.');
+    out.push_str(frac.unwrap_or(""));
+    while out.len() < 21 {
         out.push(pad);
     }
     Some(out)
@@ -330,6 +389,26 @@ pub type QueryRow = BTreeMap<Attribute, String>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_and_times_normalise_with_their_padding() {
+        assert_eq!(normalize_datetime("2024", '0').as_deref(), Some("20240101000000.000000"));
+        assert_eq!(normalize_datetime("2024", '9').as_deref(), Some("20249999999999.999999"));
+        assert_eq!(normalize_datetime("202402", '0').as_deref(), Some("20240201000000.000000"));
+        assert_eq!(normalize_datetime("20240229", '0').as_deref(), Some("20240229000000.000000"));
+        assert_eq!(normalize_datetime("20240229101530.25", '0').as_deref(), Some("20240229101530.250000"));
+        assert_eq!(normalize_datetime("20240229101530.25-0500", '0').as_deref(), Some("20240229101530.250000"));
+        assert_eq!(normalize_datetime("2024022910+0100", '9').as_deref(), Some("20240229109999.999999"));
+        for bad in ["", "24", "20241", "20241301", "20240132", "2024013124", "202401311060", "20240131.5", "2024013110153.5", "2024x1"] {
+            assert_eq!(normalize_datetime(bad, '0'), None, "{bad:?}");
+        }
+        let range = Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", "2023-2024").expect("a range of years");
+        assert_eq!(range, Matcher::Range { lo: Some("20230101000000.000000".into()), hi: Some("20249999999999.999999".into()) });
+        let single = Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", "20240131").expect("a day");
+        assert_eq!(single, Matcher::Range { lo: Some("20240131000000.000000".into()), hi: Some("20240131999999.999999".into()) });
+        assert!(Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", "2024*").is_err(), "no wildcards");
+        assert!(Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", "2025-2024").is_err(), "reversed");
+    }
 
     #[test]
     fn to_dicom_is_parsed_back_to_the_same_matcher() {

@@ -326,6 +326,8 @@ fn raw_values(attribute: Attribute, key: &KeyGen, world: &World) -> Vec<String> 
         }
         ValueKind::Date | ValueKind::Time => date_or_time(attribute, kind, &key.a, &key.b),
         ValueKind::Integer => vec![(*key.a.get(INTEGER_OPERANDS)).to_owned()],
+        // No indexed attribute is a date and time (DT): those are matched from headers only.
+        ValueKind::DateTime => unreachable!("{attribute:?} is indexed and of VR DT"),
     }
 }
 

@@ -5,10 +5,12 @@
 //! - **Matching** on a valid attribute that is not indexed (`InstitutionName=ACME*`,
 //!   `00180050=1.25`) narrows the candidates with the indexed keys first, then reads the header of
 //!   each candidate instance, up to Pixel Data and never past it, with [`json::parse`], and applies
-//!   the rules of [`pacs_core::matching`] to its values: single value, wildcard, range (DA and TM),
-//!   list of UIDs, empty value, universal; case-insensitive person names with `fuzzymatching`. The
-//!   kind of matching follows the attribute's VR ([`ValueKind::for_vr`]): sequences, binary and
-//!   floating point values, AT and DT cannot be matched (400). A study or series matches when **any**
+//!   the rules of [`pacs_core::matching`] to its values: single value, wildcard, range (DA, TM and
+//!   DT; a DT's UTC offset is ignored), list of UIDs, empty value, universal; case-insensitive
+//!   person names with `fuzzymatching`. The kind of matching follows the attribute's VR
+//!   ([`ValueKind::for_vr`]): sequences, binary and floating point values and AT cannot be matched
+//!   (400); IS values are compared as integers, DS values as written (PS3.4 C.2.2.2.1 leaves their
+//!   matching to the implementation). A study or series matches when **any**
 //!   of its instances matches every non-indexed key. Elements after Pixel Data are not read.
 //! - **Bounded**: the instances such a search would read (those of the studies, series or
 //!   instances that the indexed keys select) are counted before any header is read; more than
@@ -179,7 +181,7 @@ pub fn parse_key(attribute: HeaderAttribute, raw: &str) -> Result<HeaderKey> {
         return Err(bad("File Meta Information elements cannot be matched".into()));
     }
     let Some(kind) = ValueKind::for_vr(&attribute.vr) else {
-        return Err(bad(format!("attributes of VR {} cannot be matched (sequences, binary and floating point values, AT and DT)", attribute.vr)));
+        return Err(bad(format!("attributes of VR {} cannot be matched (sequences, binary and floating point values, AT)", attribute.vr)));
     };
     let matcher = Matcher::parse_as(kind, &attribute.name, raw).map_err(|e| bad(e.to_string()))?;
     Ok(HeaderKey { attribute, kind, matcher })
@@ -466,7 +468,7 @@ mod tests {
             ("ReferencedImageSequence", "x", "VR SQ"),
             ("00091001", "x", "VR UN"),
             ("MediaStorageSOPClassUID", "1.2", "File Meta"),
-            ("AcquisitionDateTime", "2024", "VR DT"),
+            ("AcquisitionDateTime", "2024-13", "date and time"),
         ] {
             let err = parse_key(lookup(name).expect(name), value).expect_err(name).to_string();
             assert!(err.contains(needle) && err.contains(&lookup(name).expect(name).name), "{err}");
@@ -490,6 +492,7 @@ mod tests {
             ((0x0020, 0x4000), b"LT", b"a\\b "),
             ((0x0008, 0x0022), b"DA", b"20241399"),
             ((0x0008, 0x1070), b"PN", b"Smith^J^^^"),
+            ((0x0008, 0x002A), b"DT", b"20240131103000.5+0100"),
         ]);
         let values = |tag, kind| element_values(&parsed.data_set, tag, kind, false);
         assert_eq!(values((0x0008, 0x0008), ValueKind::Text), ["ORIGINAL", "PRIMARY", "AXIAL"]);
@@ -501,6 +504,7 @@ mod tests {
         assert!(values((0x0008, 0x0022), ValueKind::Date).is_empty(), "an invalid date is no value");
         assert_eq!(values((0x0008, 0x1070), ValueKind::PersonName), ["Smith^J"]);
         assert!(values((0x0008, 0x1010), ValueKind::Text).is_empty());
+        assert_eq!(values((0x0008, 0x002A), ValueKind::DateTime), ["20240131103000.500000"], "the UTC offset is dropped");
 
         let key = |name: &str, raw: &str| parse_key(lookup(name).expect(name), raw).expect(raw);
         let plain = MatchOptions::default();
@@ -508,6 +512,10 @@ mod tests {
         assert!(header_matches(&[key("ImageType", "AXIAL"), key("InstitutionName", "St*")], &parsed, &plain));
         assert!(!header_matches(&[key("ImageType", "AXIAL"), key("InstitutionName", "X*")], &parsed, &plain));
         assert!(header_matches(&[key("ContentDate", "20240101-20240131"), key("ContentTime", "10-11")], &parsed, &plain));
+        assert!(header_matches(&[key("AcquisitionDateTime", "2024")], &parsed, &plain), "a year is a range of the whole year");
+        assert!(header_matches(&[key("AcquisitionDateTime", "202401311030-202401311031")], &parsed, &plain));
+        assert!(header_matches(&[key("AcquisitionDateTime", "-20240131")], &parsed, &plain), "an upper bound includes the whole day");
+        assert!(!header_matches(&[key("AcquisitionDateTime", "20240201-")], &parsed, &plain));
         assert!(!header_matches(&[key("ContentDate", "-20231231")], &parsed, &plain));
         assert!(header_matches(&[key("AcquisitionDate", "\"\""), key("StationName", "\"\"")], &parsed, &plain));
         assert!(header_matches(&[key("SamplesPerPixel", "03")], &parsed, &plain));

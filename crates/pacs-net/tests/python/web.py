@@ -16,6 +16,7 @@ package driving the server, with pydicom reading the same files as the reference
 """
 
 import base64
+import datetime
 import hashlib
 import io
 import json
@@ -80,6 +81,7 @@ def fixtures(out):
                 # series by number is the last by UID.
                 Modality="CT", SeriesNumber=1, InstanceNumber=4 - i, SliceThickness="1.25", PixelSpacing=["0.5", "0.5"],
                 ContentDate=f"2024011{i}", Manufacturer="ACME", OperatorsName="Smith^Anna",
+                AcquisitionDateTime=f"2024011{i}09300{i}.25+0100",
                 **({"StationName": "CT01"} if i == 2 else {}),
                 ImagePositionPatient=["0", "-12.5", str(i * 1.25)], ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
                 WindowCenter="40", WindowWidth="400", RescaleSlope="1", RescaleIntercept="-1024",
@@ -97,6 +99,7 @@ def fixtures(out):
             StudyDate="20240115", StudyTime="103000", AccessionNumber="ACC-A", StudyDescription="Chest CT",
             Modality="MR", SeriesNumber=2, InstanceNumber=1, EchoTime="12.5",
             ContentDate="20240120", Manufacturer="Other Corp", OperatorsName="smith^bob",
+            AcquisitionDateTime="2024012008",
             SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME1", Rows=6, Columns=4,
             BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=pixels.tobytes(),
         )
@@ -394,6 +397,27 @@ def wildcard(pattern, value):
     return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), value, re.S) is not None
 
 
+def dt_span(text):
+    """The first and the last instant a DT value (possibly partial) denotes, in the local time it
+    states (a UTC offset is dropped)."""
+    text = text.strip()
+    if len(text) > 9 and text[-5] in "+-":
+        text = text[:-5]
+    whole, _, frac = text.partition(".")
+    formats = {4: "%Y", 6: "%Y%m", 8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+    start = datetime.datetime.strptime(whole, formats[len(whole)])
+    if frac:
+        start += datetime.timedelta(microseconds=int(frac.ljust(6, "0")))
+        return start, start
+    if len(whole) == 4:
+        after = start.replace(year=start.year + 1)
+    elif len(whole) == 6:
+        after = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    else:
+        after = start + {8: datetime.timedelta(days=1), 10: datetime.timedelta(hours=1), 12: datetime.timedelta(minutes=1), 14: datetime.timedelta(seconds=1)}[len(whole)]
+    return start, after - datetime.timedelta(microseconds=1)
+
+
 def reference_match(ds, keyword, key, fuzzy):
     """An independent reading of PS3.4 C.2.2.2 for the keys of the cases below."""
     vr = pydicom.datadict.dictionary_VR(keyword)
@@ -403,7 +427,12 @@ def reference_match(ds, keyword, key, fuzzy):
     if key == '""':
         return not values
     for v in values:
-        if vr == "DA" and "-" in key:
+        if vr == "DT":
+            lo, hi = key.split("-") if "-" in key else (key, key)
+            at = dt_span(v)[0]
+            if (not lo or dt_span(lo)[0] <= at) and (not hi or at <= dt_span(hi)[1]):
+                return True
+        elif vr == "DA" and "-" in key:
             lo, hi = key.split("-")
             if (not lo or lo <= v) and (not hi or v <= hi):
                 return True
@@ -454,6 +483,10 @@ def headers(url, files):
         ("study", None, {}, False, ["ContentDate", "Manufacturer", "00180050"]),
         ("series", None, {}, False, ["ContentDate", "OperatorsName"]),
         ("instance", None, {}, False, ["ContentDate", "ImageType", "WindowCenter"]),
+        ("instance", None, {"AcquisitionDateTime": "20240112-20240113"}, False, ["AcquisitionDateTime"]),
+        ("study", None, {"AcquisitionDateTime": "2024011209-"}, False, []),
+        ("instance", None, {"AcquisitionDateTime": "202401"}, False, []),
+        ("series", None, {"AcquisitionDateTime": "-202401120930"}, False, []),
     ]
     problems, counts = [], []
     uid_key = {"study": "0020000D", "series": "0020000E", "instance": "00080018"}
