@@ -12,6 +12,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pacs_codec::render::{self, ImageFormat, RenderOptions};
 use pacs_codec::syntax::EXPLICIT_VR_LITTLE_ENDIAN;
+use pacs_testkit::push_element as element;
 
 const SIZE: usize = 512;
 const TARGETS: [(&str, &str); 3] = [("jpeg_ls", "1.2.840.10008.1.2.4.80"), ("jpeg_2000", "1.2.840.10008.1.2.4.90"), ("rle", "1.2.840.10008.1.2.5")];
@@ -53,19 +54,6 @@ fn phantom() -> Vec<u16> {
         }
     }
     out
-}
-
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-    out.extend_from_slice(&group.to_le_bytes());
-    out.extend_from_slice(&elem.to_le_bytes());
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
 }
 
 /// A Part 10 CT slice in Explicit VR Little Endian.

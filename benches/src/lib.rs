@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use pacs_core::query::QueryRow;
 use pacs_core::scan::PixelLayout;
 use pacs_core::{Attribute, BlobKey, InstanceRecord, Uid};
+use pacs_testkit::push_element as element;
 
 /// CT Image Storage, the SOP class of every generated object.
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -69,19 +70,6 @@ fn pad(value: &str, padding: u8) -> Vec<u8> {
         v.push(padding);
     }
     v
-}
-
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-    out.extend_from_slice(&group.to_le_bytes());
-    out.extend_from_slice(&elem.to_le_bytes());
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
 }
 
 /// Writes one Part 10 object (Explicit VR Little Endian, 16-bit monochrome pixels) to `out`,

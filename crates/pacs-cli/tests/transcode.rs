@@ -8,6 +8,8 @@ mod common;
 
 use std::path::Path;
 
+use pacs_testkit::{element, padded};
+
 use common::*;
 
 /// pydicom's view of a file: transfer syntax, SOP Instance UID and a digest of the decoded pixels.
@@ -128,31 +130,6 @@ fn the_ingest_policy_of_pacs_toml_compresses_what_it_matches() {
     std::fs::write(pacs.data_dir().join("pacs.toml"), "[[ingest.compress]]\nmodality = \"CT\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.50\"\n")
         .expect("write pacs.toml");
     assert_error(&pacs.run(&["stats"]), &["allow_lossy"]);
-}
-
-/// One element in Explicit VR Little Endian.
-fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&group.to_le_bytes());
-    out.extend_from_slice(&elem.to_le_bytes());
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
-    out
-}
-
-/// A text value padded to even with `pad`.
-fn padded(text: &str, pad: u8) -> Vec<u8> {
-    let mut value = text.as_bytes().to_vec();
-    if value.len() % 2 == 1 {
-        value.push(pad);
-    }
-    value
 }
 
 /// Writes a native multi-frame object of `frames` frames of 512 × 512 16-bit samples (12 stored)

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use pacs_net::web::WebConfig;
+use pacs_testkit::{element, padded, part10_header};
 use serde_json::Value;
 
 use common::*;
@@ -724,36 +725,10 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
     web.assert_healthy();
 }
 
-/// One element in Explicit VR Little Endian.
-fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
-    let mut out = [group.to_le_bytes(), elem.to_le_bytes()].concat();
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
-    out
-}
-
-/// A text value padded to even.
-fn even(text: &str, pad: u8) -> Vec<u8> {
-    let mut value = text.as_bytes().to_vec();
-    if value.len() % 2 == 1 {
-        value.push(pad);
-    }
-    value
-}
-
 /// A native multi-frame CT-like object in Explicit VR Little Endian: `frames` frames of 256 × 256
 /// samples of 16 bits (12 stored), a ramp with a block of noise-like values per frame.
 fn large_native(study: &str, series: &str, sop: &str, frames: u32) -> Vec<u8> {
     let (class, ts) = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.1.2.1");
-    let meta =
-        [element(2, 1, b"OB", &[0, 1]), element(2, 2, b"UI", &even(class, 0)), element(2, 3, b"UI", &even(sop, 0)), element(2, 0x10, b"UI", &even(ts, 0))]
-            .concat();
     let us = |v: u16| v.to_le_bytes().to_vec();
     let mut pixels = Vec::with_capacity(256 * 256 * 2 * frames as usize);
     for f in 0..frames {
@@ -764,19 +739,16 @@ fn large_native(study: &str, series: &str, sop: &str, frames: u32) -> Vec<u8> {
         }
     }
     [
-        vec![0u8; 128],
-        b"DICM".to_vec(),
-        element(2, 0, b"UL", &(meta.len() as u32).to_le_bytes()),
-        meta,
-        element(8, 0x16, b"UI", &even(class, 0)),
-        element(8, 0x18, b"UI", &even(sop, 0)),
-        element(8, 0x60, b"CS", &even("CT", b' ')),
-        element(0x10, 0x20, b"LO", &even("LARGE", b' ')),
-        element(0x20, 0x0D, b"UI", &even(study, 0)),
-        element(0x20, 0x0E, b"UI", &even(series, 0)),
+        part10_header(class, sop, ts),
+        element(8, 0x16, b"UI", &padded(class, 0)),
+        element(8, 0x18, b"UI", &padded(sop, 0)),
+        element(8, 0x60, b"CS", &padded("CT", b' ')),
+        element(0x10, 0x20, b"LO", &padded("LARGE", b' ')),
+        element(0x20, 0x0D, b"UI", &padded(study, 0)),
+        element(0x20, 0x0E, b"UI", &padded(series, 0)),
         element(0x28, 2, b"US", &us(1)),
-        element(0x28, 4, b"CS", &even("MONOCHROME2", b' ')),
-        element(0x28, 8, b"IS", &even(&frames.to_string(), b' ')),
+        element(0x28, 4, b"CS", &padded("MONOCHROME2", b' ')),
+        element(0x28, 8, b"IS", &padded(&frames.to_string(), b' ')),
         element(0x28, 0x10, b"US", &us(256)),
         element(0x28, 0x11, b"US", &us(256)),
         element(0x28, 0x100, b"US", &us(16)),

@@ -22,21 +22,13 @@ const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 
+/// Appends an element, its value padded to even (UIDs with NUL, other values with a space).
 fn element(out: &mut Vec<u8>, tag: (u16, u16), vr: &[u8; 2], value: &[u8]) {
     let mut value = value.to_vec();
     if value.len() % 2 == 1 {
         value.push(if vr == b"UI" { 0 } else { b' ' });
     }
-    out.extend_from_slice(&tag.0.to_le_bytes());
-    out.extend_from_slice(&tag.1.to_le_bytes());
-    out.extend_from_slice(vr);
-    if vr == b"OW" || vr == b"OB" {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(&value);
+    pacs_testkit::push_element(out, tag.0, tag.1, vr, &value);
 }
 
 /// The data set of a Secondary Capture object `n` with `pixels` bytes of pixel data.

@@ -12,6 +12,7 @@ use pacs_core::Uid;
 use pacs_core::index::Scope;
 use pacs_store::archive::sha256_hex;
 use pacs_store::{Archive, ArchiveConfig, CompressionPolicy, CompressionRule, VerifyOptions};
+use pacs_testkit::{element, padded, part10_header};
 
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
@@ -115,52 +116,21 @@ fn a_lossy_target_without_allow_lossy_is_refused_when_configured() {
     assert!(CompressionPolicy::new(vec![rule], true).is_ok_and(|p| p.allow_lossy()));
 }
 
-/// One element in Explicit VR Little Endian.
-fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
-    let mut out = [group.to_le_bytes(), elem.to_le_bytes()].concat();
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
-    out
-}
-
 /// A CT of `frames` frames of 256 × 256 samples (16 bits, 12 stored) in RLE Lossless, as received.
 fn large_rle_ct(frames: u32) -> Vec<u8> {
-    let even = |text: &str, pad: u8| {
-        let mut v = text.as_bytes().to_vec();
-        if v.len() % 2 == 1 {
-            v.push(pad);
-        }
-        v
-    };
     let (class, sop) = ("1.2.840.10008.5.1.4.1.1.2", "2.25.9001");
-    let meta = [
-        element(2, 1, b"OB", &[0, 1]),
-        element(2, 2, b"UI", &even(class, 0)),
-        element(2, 3, b"UI", &even(sop, 0)),
-        element(2, 0x10, b"UI", &even(EXPLICIT_VR_LITTLE_ENDIAN, 0)),
-    ]
-    .concat();
     let us = |v: u16| v.to_le_bytes().to_vec();
     let pixels: Vec<u8> = (0..frames * 256 * 256).flat_map(|i| ((((i % 256) * 3 + i / 256 + i % 17) % 4096) as u16).to_le_bytes()).collect();
     let native = [
-        vec![0u8; 128],
-        b"DICM".to_vec(),
-        element(2, 0, b"UL", &(meta.len() as u32).to_le_bytes()),
-        meta,
-        element(8, 0x16, b"UI", &even(class, 0)),
-        element(8, 0x18, b"UI", &even(sop, 0)),
-        element(8, 0x60, b"CS", &even("CT", b' ')),
-        element(0x20, 0x0D, b"UI", &even("2.25.9002", 0)),
-        element(0x20, 0x0E, b"UI", &even("2.25.9003", 0)),
+        part10_header(class, sop, EXPLICIT_VR_LITTLE_ENDIAN),
+        element(8, 0x16, b"UI", &padded(class, 0)),
+        element(8, 0x18, b"UI", &padded(sop, 0)),
+        element(8, 0x60, b"CS", &padded("CT", b' ')),
+        element(0x20, 0x0D, b"UI", &padded("2.25.9002", 0)),
+        element(0x20, 0x0E, b"UI", &padded("2.25.9003", 0)),
         element(0x28, 2, b"US", &us(1)),
-        element(0x28, 4, b"CS", &even("MONOCHROME2", b' ')),
-        element(0x28, 8, b"IS", &even(&frames.to_string(), b' ')),
+        element(0x28, 4, b"CS", &padded("MONOCHROME2", b' ')),
+        element(0x28, 8, b"IS", &padded(&frames.to_string(), b' ')),
         element(0x28, 0x10, b"US", &us(256)),
         element(0x28, 0x11, b"US", &us(256)),
         element(0x28, 0x100, b"US", &us(16)),

@@ -1,0 +1,89 @@
+//! Test support: DICOM elements and Part 10 objects written byte by byte, in Explicit VR Little
+//! Endian, so that tests and benchmarks can build exactly the bytes they need (odd lengths,
+//! truncations, large multi-frame objects written a frame at a time) without a DICOM library in
+//! between.
+//!
+//! ```
+//! use pacs_testkit::{element, padded, part10};
+//!
+//! let data_set = [element(0x0008, 0x0060, b"CS", &padded("CT", b' '))].concat();
+//! let file = part10("1.2.840.10008.5.1.4.1.1.2", "2.25.1", "1.2.840.10008.1.2.1", &data_set);
+//! assert_eq!(&file[128..132], b"DICM");
+//! ```
+
+/// Whether a VR has the 4-byte length of PS3.5 Table 7.1-1 (after two reserved bytes).
+pub fn is_long_vr(vr: &[u8; 2]) -> bool {
+    matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV")
+}
+
+/// One element in Explicit VR Little Endian: tag, VR, length and `value` as given (pad it to an
+/// even length with [`padded`] where the test wants a valid one).
+pub fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + value.len());
+    push_element(&mut out, group, elem, vr, value);
+    out
+}
+
+/// [`element`], appended to `out`.
+pub fn push_element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(vr);
+    if is_long_vr(vr) {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+}
+
+/// `text` as a value of even length, padded with `pad` (`0` for UIDs, a space for text).
+pub fn padded(text: &str, pad: u8) -> Vec<u8> {
+    let mut value = text.as_bytes().to_vec();
+    if value.len() % 2 == 1 {
+        value.push(pad);
+    }
+    value
+}
+
+/// The preamble, `DICM` and File Meta Information (group length, version, SOP Class and
+/// Instance UIDs, Transfer Syntax UID) of an object, to which its data set is appended.
+pub fn part10_header(sop_class: &str, sop_instance: &str, transfer_syntax: &str) -> Vec<u8> {
+    let meta = [
+        element(0x0002, 0x0001, b"OB", &[0, 1]),
+        element(0x0002, 0x0002, b"UI", &padded(sop_class, 0)),
+        element(0x0002, 0x0003, b"UI", &padded(sop_instance, 0)),
+        element(0x0002, 0x0010, b"UI", &padded(transfer_syntax, 0)),
+    ]
+    .concat();
+    [vec![0u8; 128], b"DICM".to_vec(), element(0x0002, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes()), meta].concat()
+}
+
+/// A whole Part 10 object: [`part10_header`] followed by `data_set`.
+pub fn part10(sop_class: &str, sop_instance: &str, transfer_syntax: &str, data_set: &[u8]) -> Vec<u8> {
+    let mut out = part10_header(sop_class, sop_instance, transfer_syntax);
+    out.extend_from_slice(data_set);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_elements() {
+        assert_eq!(element(0x0010, 0x0020, b"LO", b"AB"), [0x10, 0, 0x20, 0, b'L', b'O', 2, 0, b'A', b'B']);
+        assert_eq!(element(0x7FE0, 0x0010, b"OW", &[1, 2]), [0xE0, 0x7F, 0x10, 0, b'O', b'W', 0, 0, 2, 0, 0, 0, 1, 2]);
+        assert_eq!(padded("1.2.3", 0), b"1.2.3\0");
+        assert_eq!(padded("CT", b' '), b"CT");
+    }
+
+    #[test]
+    fn the_header_holds_its_group_length() {
+        let header = part10_header("1.2", "1.2.3", "1.2.840.10008.1.2.1");
+        assert_eq!(&header[128..132], b"DICM");
+        let length = u32::from_le_bytes([header[140], header[141], header[142], header[143]]) as usize;
+        assert_eq!(header.len(), 144 + length);
+    }
+}
