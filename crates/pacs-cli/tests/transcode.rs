@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use pacs_testkit::{element, padded};
+use pacs_testkit::{element, monochrome16, padded};
 
 use common::*;
 
@@ -148,7 +148,6 @@ fn write_large_native(path: &Path, frames: u32) -> u64 {
     ]
     .concat();
     let frame_len = u64::from(rows) * u64::from(columns) * 2;
-    let us = |v: u16| v.to_le_bytes().to_vec();
     let header: Vec<u8> = [
         vec![0u8; 128],
         b"DICM".to_vec(),
@@ -156,15 +155,7 @@ fn write_large_native(path: &Path, frames: u32) -> u64 {
         meta,
         element(8, 0x16, b"UI", &padded(class, 0)),
         element(8, 0x18, b"UI", &padded(instance, 0)),
-        element(0x28, 2, b"US", &us(1)),
-        element(0x28, 4, b"CS", &padded("MONOCHROME2", b' ')),
-        element(0x28, 8, b"IS", &padded(&frames.to_string(), b' ')),
-        element(0x28, 0x10, b"US", &us(rows)),
-        element(0x28, 0x11, b"US", &us(columns)),
-        element(0x28, 0x100, b"US", &us(16)),
-        element(0x28, 0x101, b"US", &us(12)),
-        element(0x28, 0x102, b"US", &us(11)),
-        element(0x28, 0x103, b"US", &us(0)),
+        monochrome16(rows, columns, frames, 12),
     ]
     .concat();
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use pacs_net::web::WebConfig;
-use pacs_testkit::{element, padded, part10_header};
+use pacs_testkit::{element, monochrome16, padded, part10_header};
 use serde_json::Value;
 
 use common::*;
@@ -729,7 +729,6 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
 /// samples of 16 bits (12 stored), a ramp with a block of noise-like values per frame.
 fn large_native(study: &str, series: &str, sop: &str, frames: u32) -> Vec<u8> {
     let (class, ts) = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.1.2.1");
-    let us = |v: u16| v.to_le_bytes().to_vec();
     let mut pixels = Vec::with_capacity(256 * 256 * 2 * frames as usize);
     for f in 0..frames {
         for i in 0..256 * 256u32 {
@@ -746,15 +745,7 @@ fn large_native(study: &str, series: &str, sop: &str, frames: u32) -> Vec<u8> {
         element(0x10, 0x20, b"LO", &padded("LARGE", b' ')),
         element(0x20, 0x0D, b"UI", &padded(study, 0)),
         element(0x20, 0x0E, b"UI", &padded(series, 0)),
-        element(0x28, 2, b"US", &us(1)),
-        element(0x28, 4, b"CS", &padded("MONOCHROME2", b' ')),
-        element(0x28, 8, b"IS", &padded(&frames.to_string(), b' ')),
-        element(0x28, 0x10, b"US", &us(256)),
-        element(0x28, 0x11, b"US", &us(256)),
-        element(0x28, 0x100, b"US", &us(16)),
-        element(0x28, 0x101, b"US", &us(12)),
-        element(0x28, 0x102, b"US", &us(11)),
-        element(0x28, 0x103, b"US", &us(0)),
+        monochrome16(256, 256, frames, 12),
         element(0x7FE0, 0x10, b"OW", &pixels),
     ]
     .concat()

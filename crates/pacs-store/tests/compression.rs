@@ -12,7 +12,7 @@ use pacs_core::Uid;
 use pacs_core::index::Scope;
 use pacs_store::archive::sha256_hex;
 use pacs_store::{Archive, ArchiveConfig, CompressionPolicy, CompressionRule, VerifyOptions};
-use pacs_testkit::{element, padded, part10_header};
+use pacs_testkit::{element, monochrome16, padded, part10_header};
 
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 const JPEG_LS_LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
@@ -119,7 +119,6 @@ fn a_lossy_target_without_allow_lossy_is_refused_when_configured() {
 /// A CT of `frames` frames of 256 × 256 samples (16 bits, 12 stored) in RLE Lossless, as received.
 fn large_rle_ct(frames: u32) -> Vec<u8> {
     let (class, sop) = ("1.2.840.10008.5.1.4.1.1.2", "2.25.9001");
-    let us = |v: u16| v.to_le_bytes().to_vec();
     let pixels: Vec<u8> = (0..frames * 256 * 256).flat_map(|i| ((((i % 256) * 3 + i / 256 + i % 17) % 4096) as u16).to_le_bytes()).collect();
     let native = [
         part10_header(class, sop, EXPLICIT_VR_LITTLE_ENDIAN),
@@ -128,15 +127,7 @@ fn large_rle_ct(frames: u32) -> Vec<u8> {
         element(8, 0x60, b"CS", &padded("CT", b' ')),
         element(0x20, 0x0D, b"UI", &padded("2.25.9002", 0)),
         element(0x20, 0x0E, b"UI", &padded("2.25.9003", 0)),
-        element(0x28, 2, b"US", &us(1)),
-        element(0x28, 4, b"CS", &padded("MONOCHROME2", b' ')),
-        element(0x28, 8, b"IS", &padded(&frames.to_string(), b' ')),
-        element(0x28, 0x10, b"US", &us(256)),
-        element(0x28, 0x11, b"US", &us(256)),
-        element(0x28, 0x100, b"US", &us(16)),
-        element(0x28, 0x101, b"US", &us(12)),
-        element(0x28, 0x102, b"US", &us(11)),
-        element(0x28, 0x103, b"US", &us(0)),
+        monochrome16(256, 256, frames, 12),
         element(0x7FE0, 0x10, b"OW", &pixels),
     ]
     .concat();

@@ -67,6 +67,25 @@ pub fn part10(sop_class: &str, sop_instance: &str, transfer_syntax: &str, data_s
     out
 }
 
+/// The Image Pixel module of unsigned 16-bit MONOCHROME2 pixels with `bits_stored` bits stored:
+/// Samples per Pixel, Photometric Interpretation, Number of Frames, Rows, Columns, Bits
+/// Allocated, Stored and High Bit, Pixel Representation, in tag order (Pixel Data not included).
+pub fn monochrome16(rows: u16, columns: u16, frames: u32, bits_stored: u16) -> Vec<u8> {
+    let us = |v: u16| v.to_le_bytes();
+    [
+        element(0x0028, 0x0002, b"US", &us(1)),
+        element(0x0028, 0x0004, b"CS", &padded("MONOCHROME2", b' ')),
+        element(0x0028, 0x0008, b"IS", &padded(&frames.to_string(), b' ')),
+        element(0x0028, 0x0010, b"US", &us(rows)),
+        element(0x0028, 0x0011, b"US", &us(columns)),
+        element(0x0028, 0x0100, b"US", &us(16)),
+        element(0x0028, 0x0101, b"US", &us(bits_stored)),
+        element(0x0028, 0x0102, b"US", &us(bits_stored.saturating_sub(1))),
+        element(0x0028, 0x0103, b"US", &us(0)),
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
