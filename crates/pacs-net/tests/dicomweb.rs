@@ -706,6 +706,13 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
     let error = report["error"].as_str().unwrap_or_else(|| panic!("dicomweb-client took the cut response as complete: {report}"));
     assert!(error.starts_with("ChunkedEncodingError") || error.contains("RemoteDisconnected"), "{error}");
 
+    // Alone, the corrupt object fails its conversion before the response starts: a fault of the
+    // stored object (500, with the reason), not a conversion the request cannot have (406).
+    let alone = format!("{}/studies/{study}/series/{series}/instances/{}", web.url(), objects[1].1);
+    let (exit, code, body, _) = curl_status(&alone, &["-H", explicit], web.dir.path());
+    assert_eq!((exit, code), (0, 500), "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("7 segments"), "{}", String::from_utf8_lossy(&body));
+
     // As stored, the same study streams whole, closing boundary included.
     let reply = web.curl(&format!("/studies/{study}"), &["-H", "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*"]);
     assert_eq!(reply.status, 200);

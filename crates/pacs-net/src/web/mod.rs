@@ -153,7 +153,8 @@ impl IntoResponse for Error {
 }
 
 /// A codec error of rendering as a DICOMweb error: what the codecs do not support is 501, an
-/// object they cannot decode is corrupt (500). Transcoding for WADO-RS maps its own to 406.
+/// object they cannot decode is corrupt (500). Transcoding for WADO-RS maps what the codecs refuse
+/// to 406.
 pub(crate) fn codec_error(error: pacs_codec::Error) -> Error {
     match error {
         pacs_codec::Error::Unsupported { .. } | pacs_codec::Error::UnknownTransferSyntax { .. } => Error::NotImplemented { reason: error.to_string() },

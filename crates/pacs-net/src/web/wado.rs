@@ -138,14 +138,16 @@ fn choose_syntaxes(accept: &[MediaRange], records: &[InstanceRecord]) -> Result<
 /// Converts a stored object to `target` (blocking) into a spool, in memory up to
 /// [`SPOOL_MEMORY`] and in a temporary file in the system's temporary folder beyond; returned,
 /// ready to be read from its first byte, only once the whole conversion succeeded. A conversion
-/// that fails is 406, a stored object that cannot be read 500, and so is a temporary file that
-/// cannot be written.
+/// the codecs refuse is 406; a stored object that cannot be read, or whose pixel data does not
+/// decode, is 500, and so is a temporary file that cannot be written.
 fn transcode_record(archive: &Archive, record: &InstanceRecord, target: &str) -> Result<SpoolReader> {
     let reader = archive.read(record)?;
     let options = pacs_codec::TranscodeOptions::default();
     let converted = pacs_codec::spool::transcode_to_spool(&mut BufReader::with_capacity(CHUNK, reader), target, &options, SPOOL_MEMORY, None);
     let (spool, report) = converted.map_err(|e| match e {
-        pacs_codec::Error::Invalid { .. } | pacs_codec::Error::Write { .. } => {
+        // The stored object is unreadable, or its pixel data does not decode (or contradicts
+        // its attributes): a fault of the archive, not of the request.
+        pacs_codec::Error::Invalid { .. } | pacs_codec::Error::Write { .. } | pacs_codec::Error::PixelData { .. } => {
             Error::from(pacs_core::Error::Corrupt { what: format!("stored object of {} cannot be read: {e}", record.sop_instance_uid) })
         }
         pacs_codec::Error::TempFile { source, .. } => {
