@@ -164,11 +164,14 @@ impl Prefetch {
         };
         Some(prepared)
     }
+}
 
-    /// The next instance: `Ok` ready to send, `Err` with its record when the association
-    /// accepted no context it can be sent on. Starts preparing the one after.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<std::result::Result<Outgoing, InstanceRecord>> {
+/// The next instance: `Ok` ready to send, `Err` with its record when the association accepted no
+/// context it can be sent on. Taking one starts preparing the one after.
+impl Iterator for Prefetch {
+    type Item = std::result::Result<Outgoing, InstanceRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         let current = match self.ahead.take() {
             Some(ready) => ready,
             None => self.prepare()?,
@@ -360,9 +363,9 @@ pub async fn send_all(
     let mut ul = options.establish_async(address).await.map_err(|source| Error::Association { peer: peer.clone(), source: Box::new(source) })?;
     // Without TCP_NODELAY every sub-operation waits for a delayed ACK (about 40 ms on loopback).
     let _ = ul.inner_stream().set_nodelay(true);
-    let mut instances = Prefetch::new(Arc::clone(&archive), AcceptedContexts::new(ul.presentation_contexts()), records);
+    let instances = Prefetch::new(Arc::clone(&archive), AcceptedContexts::new(ul.presentation_contexts()), records);
     let mut i: u16 = 0;
-    while let Some(next) = instances.next() {
+    for next in instances {
         if stop.load(Ordering::Relaxed) {
             break;
         }

@@ -604,11 +604,11 @@ impl Association {
         };
         tracing::info!(peer = %self.peer, %calling, instances = records.len(), "C-GET");
         let mut counts = retrieve::SubOperations { remaining: records.len() as u16, ..Default::default() };
-        let mut instances = retrieve::Prefetch::new(Arc::clone(&self.archive), retrieve::AcceptedContexts::new(ul.presentation_contexts()), records);
+        let instances = retrieve::Prefetch::new(Arc::clone(&self.archive), retrieve::AcceptedContexts::new(ul.presentation_contexts()), records);
         let mut failed = Vec::new();
         let mut cancelled = false;
         let mut i: u16 = 0;
-        while let Some(next) = instances.next() {
+        for next in instances {
             if cancelled || self.cancel_requested(ul, message_id).await? {
                 cancelled = true;
                 tracing::info!(peer = %self.peer, remaining = counts.remaining, "C-GET cancelled by the peer");
