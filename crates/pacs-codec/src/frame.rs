@@ -68,6 +68,23 @@ impl PixelModule {
         self.rows as usize * self.columns as usize * self.samples_per_pixel as usize * (self.bits_allocated as usize / 8)
     }
 
+    /// Whether our decoders can write a frame of this module into a buffer of `out_len` bytes:
+    /// 1 or 3 samples per pixel, 8 or 16 bits allocated, and a buffer of exactly one frame. The
+    /// error says what is not.
+    #[cfg_attr(not(feature = "codecs"), allow(dead_code))]
+    pub(crate) fn check_decode_target(&self, out_len: usize) -> Result<(), String> {
+        if self.samples_per_pixel != 1 && self.samples_per_pixel != 3 {
+            return Err(format!("decoding {} samples per pixel", self.samples_per_pixel));
+        }
+        if self.bits_allocated != 8 && self.bits_allocated != 16 {
+            return Err(format!("decoding into Bits Allocated {}", self.bits_allocated));
+        }
+        if out_len != self.frame_len() {
+            return Err(format!("a frame buffer of {out_len} bytes for a frame of {}", self.frame_len()));
+        }
+        Ok(())
+    }
+
     /// The number of pixels of one frame.
     #[cfg_attr(not(feature = "codecs"), allow(dead_code))]
     pub(crate) fn pixels(&self) -> usize {

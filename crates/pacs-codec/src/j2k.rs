@@ -382,15 +382,7 @@ const JP2_SIGNATURE: [u8; 12] = [0x00, 0x00, 0x00, 0x0C, 0x6A, 0x50, 0x20, 0x20,
 /// Interpretation the decoded samples have when it is not `pixel.photometric` any more (`RGB` for
 /// YBR_RCT and YBR_ICT, whose transform OpenJPEG undoes).
 pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -> CodecResult<Option<&'static str>> {
-    if pixel.samples_per_pixel != 1 && pixel.samples_per_pixel != 3 {
-        return Err(decode_error(format!("decoding {} samples per pixel", pixel.samples_per_pixel)));
-    }
-    if pixel.bits_allocated != 8 && pixel.bits_allocated != 16 {
-        return Err(decode_error(format!("decoding into Bits Allocated {}", pixel.bits_allocated)));
-    }
-    if out.len() != pixel.frame_len() {
-        return Err(decode_error(format!("a frame buffer of {} bytes for a frame of {}", out.len(), pixel.frame_len())));
-    }
+    pixel.check_decode_target(out.len()).map_err(decode_error)?;
     let format = if stream.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
         opj::CODEC_FORMAT::OPJ_CODEC_J2K
     } else if stream.starts_with(&JP2_SIGNATURE) {

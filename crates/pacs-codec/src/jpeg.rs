@@ -169,15 +169,7 @@ fn ybr_full_to_rgb(samples: &mut [u16], precision: u32) {
 /// of `pixel` ([`PixelModule::frame_len`]). Returns the Photometric Interpretation the decoded
 /// samples have when it is not `pixel.photometric` any more (`RGB` for colour lossy streams).
 pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -> Result<Option<&'static str>> {
-    if pixel.samples_per_pixel != 1 && pixel.samples_per_pixel != 3 {
-        return Err(error(format!("decoding {} samples per pixel", pixel.samples_per_pixel)));
-    }
-    if pixel.bits_allocated != 8 && pixel.bits_allocated != 16 {
-        return Err(error(format!("decoding into Bits Allocated {}", pixel.bits_allocated)));
-    }
-    if out.len() != pixel.frame_len() {
-        return Err(error(format!("a frame buffer of {} bytes for a frame of {}", out.len(), pixel.frame_len())));
-    }
+    pixel.check_decode_target(out.len()).map_err(error)?;
     if !crate::decode::ends_with_end_marker(stream) {
         return Err(error("the stream is truncated: it does not end with an EOI marker"));
     }

@@ -80,15 +80,7 @@ fn decode_error(reason: impl Into<String>) -> Error {
 /// Decodes one JPEG-LS stream into `out`, which holds exactly one native frame of `pixel`
 /// ([`PixelModule::frame_len`]). The Photometric Interpretation is unchanged (`None`).
 pub(crate) fn decode_frame(stream: &[u8], pixel: &PixelModule, out: &mut [u8]) -> Result<Option<&'static str>> {
-    if pixel.samples_per_pixel != 1 && pixel.samples_per_pixel != 3 {
-        return Err(decode_error(format!("decoding {} samples per pixel", pixel.samples_per_pixel)));
-    }
-    if pixel.bits_allocated != 8 && pixel.bits_allocated != 16 {
-        return Err(decode_error(format!("decoding into Bits Allocated {}", pixel.bits_allocated)));
-    }
-    if out.len() != pixel.frame_len() {
-        return Err(decode_error(format!("a frame buffer of {} bytes for a frame of {}", out.len(), pixel.frame_len())));
-    }
+    pixel.check_decode_target(out.len()).map_err(decode_error)?;
     // CharLS reads past the end of a truncated stream for seconds before it gives up: a stream
     // must end with its EOI marker.
     if !crate::decode::ends_with_end_marker(stream) {
