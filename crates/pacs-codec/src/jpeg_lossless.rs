@@ -389,15 +389,7 @@ mod tests {
     }
 
     fn noise(n: usize, bits: u32, seed: u64) -> Vec<u16> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 20) as u16 & ((1u32 << bits) - 1) as u16
-            })
-            .collect()
+        pacs_testkit::noise(n, bits, seed).into_iter().map(|v| v as u16).collect()
     }
 
     #[test]

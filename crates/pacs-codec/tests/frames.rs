@@ -23,23 +23,6 @@ fn ct_frames(frames: u16) -> Vec<u8> {
     Synthetic { frames, ..Synthetic::mono(128, 128, 16, 12, samples) }.bytes()
 }
 
-/// Every fragment cut into three (the cuts at even offsets), with the Basic Offset Table of the
-/// new fragments when `table`, without one otherwise.
-fn split_fragments(bytes: &[u8], table: bool) -> Vec<u8> {
-    let mut pieces = Vec::new();
-    let mut offsets = Vec::new();
-    let mut offset = 0u32;
-    for fragment in fragments(bytes) {
-        offsets.push(offset);
-        let third = (fragment.len() / 3) & !1;
-        for piece in [&fragment[..third], &fragment[third..2 * third], &fragment[2 * third..]] {
-            offset += 8 + piece.len() as u32;
-            pieces.push(piece.to_vec());
-        }
-    }
-    with_fragments(bytes, if table { offsets } else { Vec::new() }, pieces)
-}
-
 /// The decoded frames of an object one at a time, through rendering's frame decoder.
 fn frame_by_frame(bytes: &[u8]) -> Vec<u8> {
     let object = open(bytes);

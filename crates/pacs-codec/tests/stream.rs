@@ -45,20 +45,6 @@ fn rgb(frames: u16) -> Vec<u8> {
     Synthetic { frames, samples_per_pixel: 3, ..Synthetic::mono(30, 40, 8, 8, samples) }.bytes()
 }
 
-/// Every fragment cut into three, with a Basic Offset Table of the new fragments when `table`.
-fn split(bytes: &[u8], table: bool) -> Vec<u8> {
-    let (mut pieces, mut offsets, mut offset) = (Vec::new(), Vec::new(), 0u32);
-    for fragment in fragments(bytes) {
-        offsets.push(offset);
-        let third = (fragment.len() / 3) & !1;
-        for piece in [&fragment[..third], &fragment[third..2 * third], &fragment[2 * third..]] {
-            offset += 8 + piece.len() as u32;
-            pieces.push(piece.to_vec());
-        }
-    }
-    with_fragments(bytes, if table { offsets } else { Vec::new() }, pieces)
-}
-
 /// The attributes of an object as text, but Pixel Data and the group lengths.
 fn attributes(bytes: &[u8]) -> Vec<(Tag, String)> {
     let object = open(bytes);
@@ -147,7 +133,7 @@ fn frames_over_several_fragments_are_streamed() {
         for from in [JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LOSSLESS_SV1] {
             let encoded = run(&original, from, false).unwrap().0;
             for table in [true, false] {
-                let source = split(&encoded, table);
+                let source = split_fragments(&encoded, table);
                 assert_eq!(fragments(&source).len(), 15);
                 for target in [EXPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS] {
                     let label = format!("{name}: {from} in three fragments per frame (offset table: {table}) to {target}");

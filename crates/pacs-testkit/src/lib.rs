@@ -86,6 +86,21 @@ pub fn monochrome16(rows: u16, columns: u16, frames: u32, bits_stored: u16) -> V
     .concat()
 }
 
+/// `n` pseudo-random values of `bits` bits (at most 32; xorshift), the same for the same seed:
+/// samples that compress badly, for codec tests.
+pub fn noise(n: usize, bits: u32, seed: u64) -> Vec<u32> {
+    let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 20) as u32 & mask
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

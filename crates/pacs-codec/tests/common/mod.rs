@@ -7,6 +7,8 @@
 
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+/// `n` pseudo-random values of `bits` bits, the same for the same seed.
+pub use pacs_testkit::noise;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +114,21 @@ pub fn with_fragments(bytes: &[u8], offsets: Vec<u32>, fragments: Vec<Vec<u8>>) 
     out
 }
 
+/// The object `bytes` with every fragment cut into three (the cuts at even offsets), with a Basic
+/// Offset Table of the new fragments when `table`, without one otherwise.
+pub fn split_fragments(bytes: &[u8], table: bool) -> Vec<u8> {
+    let (mut pieces, mut offsets, mut offset) = (Vec::new(), Vec::new(), 0u32);
+    for fragment in fragments(bytes) {
+        offsets.push(offset);
+        let third = (fragment.len() / 3) & !1;
+        for piece in [&fragment[..third], &fragment[third..2 * third], &fragment[2 * third..]] {
+            offset += 8 + piece.len() as u32;
+            pieces.push(piece.to_vec());
+        }
+    }
+    with_fragments(bytes, if table { offsets } else { Vec::new() }, pieces)
+}
+
 /// Samples as little-endian unsigned 16-bit values.
 pub fn words(bytes: &[u8]) -> Vec<u16> {
     bytes.chunks_exact(2).map(|s| u16::from_le_bytes([s[0], s[1]])).collect()
@@ -182,19 +199,6 @@ impl Synthetic {
         object.with_meta(meta).unwrap().write_all(&mut out).unwrap();
         out
     }
-}
-
-/// `n` pseudo-random values of `bits` bits (xorshift), the same for the same seed.
-pub fn noise(n: usize, bits: u32, seed: u64) -> Vec<u32> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 20) as u32 & ((1u64 << bits) - 1) as u32
-        })
-        .collect()
 }
 
 /// A CT-like slice of `size` x `size` stored values (HU + 1024, 12 bits, unsigned): air, an
