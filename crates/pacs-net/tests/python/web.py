@@ -533,19 +533,18 @@ def headers(url, files):
         checked_all += 1
     study_row = c.search_for_studies(search_filters={"StudyInstanceUID": study_a.StudyInstanceUID}, fields=["all"])[0]
     rep = min((ds for ds in datasets if ds.StudyInstanceUID == study_a.StudyInstanceUID), key=representative_order)
-    for keyword in ("PatientWeight", "OtherPatientNames"):
-        key, theirs = element_json(rep, keyword)
-        compare({key: study_row.get(key)}, {key: theirs}, "study includefield=all: ", problems)
-    for keyword in ("Manufacturer", "SliceThickness", "ContentDate"):
-        if element_json(rep, keyword)[0] in study_row:
-            problems.append(f"study includefield=all has the non-study attribute {keyword}")
     series_row = c.search_for_series(search_filters={"SeriesInstanceUID": study_a.SeriesInstanceUID}, fields=["all"])[0]
-    for keyword in ("Manufacturer", "OperatorsName"):
-        key, theirs = element_json(rep, keyword)
-        compare({key: series_row.get(key)}, {key: theirs}, "series includefield=all: ", problems)
-    for keyword in ("PatientWeight", "SliceThickness", "ContentDate"):
-        if element_json(rep, keyword)[0] in series_row:
-            problems.append(f"series includefield=all has the non-series attribute {keyword}")
+    # What includefield=all returns at each level (from the representative), and what it must not.
+    for level, row, present, absent in (
+        ("study", study_row, ("PatientWeight", "OtherPatientNames"), ("Manufacturer", "SliceThickness", "ContentDate")),
+        ("series", series_row, ("Manufacturer", "OperatorsName"), ("PatientWeight", "SliceThickness", "ContentDate")),
+    ):
+        for keyword in present:
+            key, theirs = element_json(rep, keyword)
+            compare({key: row.get(key)}, {key: theirs}, f"{level} includefield=all: ", problems)
+        for keyword in absent:
+            if element_json(rep, keyword)[0] in row:
+                problems.append(f"{level} includefield=all has the non-{level} attribute {keyword}")
     return {"problems": problems, "counts": counts, "includefield all": checked_all}
 
 
