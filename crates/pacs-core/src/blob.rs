@@ -78,6 +78,14 @@ pub trait BlobStore: Send + Sync {
     fn sync(&self, keys: &[BlobKey]) -> Result<()>;
     /// Streams an object's bytes.
     fn open(&self, key: &BlobKey) -> Result<Box<dyn Read + Send>>;
+    /// The path of the object's file, for stores that keep each object as a file of its own, so
+    /// that callers may read it at offsets or try reads that must not wait for the disk; `None`
+    /// for the others, whose objects are read with [`open`](Self::open). The file must only be
+    /// read: it is the stored object.
+    fn local_path(&self, key: &BlobKey) -> Option<std::path::PathBuf> {
+        let _ = key;
+        None
+    }
     /// Reads `range` of an object.
     fn read_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Bytes>;
     /// The size of an object, or `None` if it does not exist.

@@ -46,6 +46,37 @@ impl PooledBlock {
         Ok(self.len)
     }
 
+    /// Reads from `file` at `offset` onwards into the block (its content continuing the bytes
+    /// held, which came from `offset` on) until it holds `want` bytes or the file ends; returns
+    /// the bytes held.
+    pub(crate) fn fill_at(&mut self, file: &std::fs::File, offset: u64, want: usize) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = want.min(BLOCK);
+        while self.len < want {
+            match file.read_at(&mut self.block[self.len..want], offset + self.len as u64) {
+                Ok(0) => break,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.len)
+    }
+
+    /// Calls `read` with the free part of the block up to `want` bytes, and keeps the bytes it
+    /// says it read.
+    pub(crate) fn read_with<E>(&mut self, want: usize, read: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> Result<usize, E> {
+        let end = want.clamp(self.len, BLOCK);
+        let n = read(&mut self.block[self.len..end])?;
+        self.len += n.min(end - self.len);
+        Ok(n)
+    }
+
+    /// The number of bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// The content, as bytes that return the block to the pool once dropped.
     pub(crate) fn freeze(self) -> Bytes {
         Bytes::from_owner(self)

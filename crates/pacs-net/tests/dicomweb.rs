@@ -732,6 +732,74 @@ fn a_part_that_fails_midway_cuts_the_response_visibly() {
     web.assert_healthy();
 }
 
+#[test]
+fn stored_objects_stream_whole_and_a_missing_or_short_blob_cuts_the_response() {
+    let web = Web::start(WebConfig::default());
+    let (study, series) = ("1.2.826.0.1.3680043.10.1999.7", "1.2.826.0.1.3680043.10.1999.7.1");
+    // Objects of 0.5 MiB and more: several blocks each, the last one partial.
+    let objects: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|n| {
+            let sop = format!("{series}.{n}");
+            let bytes = large_native(study, series, &sop, 4 + n);
+            (sop, bytes)
+        })
+        .collect();
+    for (sop, bytes) in &objects {
+        let path = web.dir.path().join(format!("{sop}.dcm"));
+        std::fs::write(&path, bytes).unwrap();
+        web.ingest(&path);
+    }
+    let as_stored = "Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+    let study_url = format!("{}/studies/{study}", web.url());
+
+    // Whole, with a Content-Length, each part the stored bytes.
+    let reply = web.curl(&format!("/studies/{study}"), &["-H", as_stored]);
+    assert_eq!(reply.status, 200);
+    let parts = reply.parts();
+    assert_eq!(parts.len(), 3);
+    for (sop, bytes) in &objects {
+        assert!(parts.iter().any(|(_, body)| body == bytes), "{sop} not sent as stored");
+    }
+    let headers = web.dir.path().join("headers.txt");
+    let (exit, code, body, _) = curl_status(&study_url, &["-H", as_stored, "-D", headers.to_str().unwrap()], web.dir.path());
+    assert_eq!((exit, code), (0, 200));
+    let head = std::fs::read_to_string(&headers).unwrap().to_ascii_lowercase();
+    assert!(head.contains(&format!("content-length: {}\r\n", body.len())), "{head}");
+
+    // WADO-URI sends one object with its Content-Length.
+    let uri = |sop: &str| {
+        format!("{}/wado?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={sop}&contentType=application/dicom&transferSyntax=*", web.url())
+    };
+    let (exit, code, body, stderr) = curl_status(&uri(&objects[0].0), &[], web.dir.path());
+    assert_eq!((exit, code), (0, 200), "{stderr}");
+    assert_eq!(body, objects[0].1);
+
+    // A blob cut short on disk (the index says more): the response is cut, visibly.
+    let records = web.archive.instances(&pacs_core::Scope::Study(pacs_core::Uid::new(study).unwrap())).unwrap();
+    let blob = |sop: &str| {
+        let record = records.iter().find(|r| r.sop_instance_uid.as_str() == sop).unwrap();
+        web.archive.local_path(record).expect("a local blob store")
+    };
+    let short = blob(&objects[1].0);
+    std::fs::OpenOptions::new().write(true).open(&short).unwrap().set_len(objects[1].1.len() as u64 - 1000).unwrap();
+    let (exit, code, body, stderr) = curl_status(&study_url, &["-H", as_stored], web.dir.path());
+    assert_cut(exit, code, &body, &stderr, 4);
+    let (exit, code, _, stderr) = curl_status(&uri(&objects[1].0), &[], web.dir.path());
+    assert!(matches!((exit, code), (18, 200) | (52, 0)), "curl must see the cut: exit {exit}, HTTP {code}: {stderr}");
+
+    // A missing blob: the study response is cut; WADO-URI of that object is a 404 before any byte.
+    std::fs::write(&short, &objects[1].1).unwrap();
+    std::fs::remove_file(blob(&objects[2].0)).unwrap();
+    let (exit, code, body, stderr) = curl_status(&study_url, &["-H", as_stored], web.dir.path());
+    assert_cut(exit, code, &body, &stderr, 4);
+    let (exit, code, body, _) = curl_status(&uri(&objects[2].0), &[], web.dir.path());
+    assert_eq!((exit, code), (0, 404), "{}", String::from_utf8_lossy(&body));
+    let (exit, code, body, _) = curl_status(&uri(&objects[1].0), &[], web.dir.path());
+    assert_eq!((exit, code), (0, 200));
+    assert_eq!(body, objects[1].1, "the restored blob is sent whole");
+    web.assert_healthy();
+}
+
 /// A native multi-frame CT-like object in Explicit VR Little Endian: `frames` frames of 256 × 256
 /// samples of 16 bits (12 stored), a ramp with a block of noise-like values per frame.
 fn large_native(study: &str, series: &str, sop: &str, frames: u32) -> Vec<u8> {

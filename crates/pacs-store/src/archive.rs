@@ -345,6 +345,12 @@ impl Archive {
         self.blobs.open(&record.blob)
     }
 
+    /// The path of the file that holds the stored bytes of `record`, when the blob store keeps
+    /// each object as a file (see [`BlobStore::local_path`]); to be read only.
+    pub fn local_path(&self, record: &InstanceRecord) -> Option<std::path::PathBuf> {
+        self.blobs.local_path(&record.blob)
+    }
+
     /// The record and a stream of the stored bytes of one instance.
     pub fn retrieve(&self, sop_instance_uid: &Uid) -> Result<(InstanceRecord, Box<dyn Read + Send>)> {
         let record = self.index.instance(sop_instance_uid)?.ok_or_else(|| Error::NotFound { what: format!("instance {sop_instance_uid}") })?;

@@ -202,6 +202,10 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    fn local_path(&self, key: &BlobKey) -> Option<PathBuf> {
+        self.local_root.as_deref().map(|root| root.join(key.as_str()))
+    }
+
     fn read_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Bytes> {
         if let Some(root) = &self.local_root {
             use std::os::unix::fs::FileExt;

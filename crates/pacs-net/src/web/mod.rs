@@ -44,6 +44,7 @@ pub mod json;
 pub mod media;
 pub mod qido;
 pub mod render;
+mod stored;
 pub mod stow;
 pub mod wado;
 

@@ -20,6 +20,10 @@
 //! response starts (the first conversion of a multipart response, the WADO-URI one) it is an
 //! error status, later it cuts the response as below.
 //!
+//! Stored objects sent as they are, from a blob store that keeps files, are read by the task that
+//! writes the response (module `web::stored`); other bodies are made on a blocking thread and handed
+//! over a bounded channel.
+//!
 //! A multipart response whose part fails while it streams (the conversion or the decoding of a
 //! corrupt object, a blob that cannot be read) ends with an error instead of its closing
 //! boundary: the chunked body is not terminated and the connection is dropped, so that clients
@@ -47,6 +51,7 @@ use tokio::sync::mpsc;
 use super::json::{self, BulkPath, DataSet, JsonOptions, ParseOptions, Value};
 use super::media::{self, MediaRange, accepts_json, frame_media_type, parse_accept};
 use super::qido::Params;
+use super::stored::{StoredBody, StoredPart};
 use super::{AppState, blocking, codec_error, render, uid};
 use crate::blocks::PooledBlock;
 use crate::error::{Error, Result};
@@ -329,11 +334,41 @@ fn known_length(parts: &[(String, PartSource)], boundary: &str) -> Option<u64> {
     Some(total)
 }
 
+/// The parts as objects read in place from their files ([`StoredBody`]), when every part is a
+/// whole stored object kept as a file; the parts unchanged otherwise.
+fn stored_parts(archive: &Archive, parts: Vec<(String, PartSource)>, boundary: &str) -> std::result::Result<Vec<StoredPart>, Vec<(String, PartSource)>> {
+    if !parts.iter().all(|(_, source)| matches!(source, PartSource::Object(record) if archive.local_path(record).is_some())) {
+        return Err(parts);
+    }
+    let mut stored = Vec::with_capacity(parts.len());
+    for (i, (content_type, source)) in parts.into_iter().enumerate() {
+        let PartSource::Object(record) = source else { unreachable!("checked above") };
+        let Some(path) = archive.local_path(&record) else { unreachable!("checked above") };
+        let header = media::part_header(boundary, &content_type, &[]);
+        let prefix = if i == 0 { header } else { [media::PART_END, &header[..]].concat().into() };
+        stored.push(StoredPart::new(prefix, &record, path));
+    }
+    Ok(stored)
+}
+
+/// Opens the file of a stored object (blocking); a missing file is 404, as when the blob store
+/// opens it.
+fn open_blob(path: &std::path::Path, sop: &pacs_core::Uid) -> pacs_core::Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => pacs_core::Error::NotFound { what: format!("blob of {sop}") },
+        _ => pacs_core::Error::Io { action: "opening blob", target: path.display().to_string(), source },
+    })
+}
+
 fn multipart_response(archive: Arc<Archive>, part_type: &str, parts: Vec<(String, PartSource)>) -> Response {
     let boundary = media::boundary();
     let content_type = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
     let length = known_length(&parts, &boundary);
-    let mut response = Response::new(multipart_body(archive, parts, boundary));
+    let body = match stored_parts(&archive, parts, &boundary) {
+        Ok(stored) => Body::from_stream(StoredBody::new(stored, media::closing(&boundary))),
+        Err(parts) => multipart_body(archive, parts, boundary),
+    };
+    let mut response = Response::new(body);
     if let Ok(value) = HeaderValue::from_str(&content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
@@ -730,6 +765,15 @@ pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): Ur
                 let spool = blocking(move || Ok(transcode_record(&archive, &record, &target))).await??;
                 let length = (header::CONTENT_LENGTH, HeaderValue::from(spool.remaining()));
                 return Ok((StatusCode::OK, [dicom, length], reader_body(spool)).into_response());
+            }
+            if let Some(path) = archive.local_path(&record) {
+                // Opened before the response starts, so that a missing blob is an error status.
+                let mut part = StoredPart::new(Bytes::new(), &record, path.clone());
+                let sop = record.sop_instance_uid.clone();
+                part.file = Some(blocking(move || open_blob(&path, &sop)).await?);
+                let length = (header::CONTENT_LENGTH, HeaderValue::from(record.size));
+                let body = StoredBody::new(vec![part], Bytes::new());
+                return Ok((StatusCode::OK, [dicom, length], Body::from_stream(body)).into_response());
             }
             let reader = blocking(move || archive.read(&record)).await?;
             Ok((StatusCode::OK, [dicom], reader_body(reader)).into_response())
