@@ -120,6 +120,9 @@ impl Matcher {
                 if value.contains(['*', '?']) {
                     return Err(invalid(format!("wildcards are not allowed in dates and times: {value:?}")));
                 }
+                if kind == ValueKind::DateTime {
+                    return datetime_matcher(value, |text, pad| normalise(text, pad).ok(), invalid);
+                }
                 match value.split_once('-') {
                     Some((lo, hi)) => {
                         let (lo, hi) = (lo.trim(), hi.trim());
@@ -238,6 +241,38 @@ pub fn normalize_time(text: &str, pad: char) -> Option<String> {
     Some(out)
 }
 
+/// The matcher of a date and time key: a range `lo-hi` (either bound may be missing), or a single
+/// value matching the period it names (`2024` is the whole year). A `-` is also the sign of a UTC
+/// offset (`20240101120000-0500`), so the range separator is the first `-` that leaves a valid
+/// date and time (or nothing) on both sides, in order; a text that is no such range is a single
+/// value.
+fn datetime_matcher(value: &str, normalise: impl Fn(&str, char) -> Option<String>, invalid: impl Fn(String) -> Error) -> Result<Matcher> {
+    let mut reversed = false;
+    for (at, _) in value.match_indices('-') {
+        let (lo, hi) = (value[..at].trim(), value[at + 1..].trim());
+        if lo.is_empty() && hi.is_empty() {
+            continue;
+        }
+        // `Some(None)`: an open bound; `None`: not a date and time.
+        let lo = if lo.is_empty() { Some(None) } else { normalise(lo, '0').map(Some) };
+        let hi = if hi.is_empty() { Some(None) } else { normalise(hi, '9').map(Some) };
+        let (Some(lo), Some(hi)) = (lo, hi) else { continue };
+        if let (Some(l), Some(h)) = (&lo, &hi)
+            && l > h
+        {
+            reversed = true;
+            continue;
+        }
+        return Ok(Matcher::Range { lo, hi });
+    }
+    match (normalise(value, '0'), normalise(value, '9')) {
+        (Some(lo), Some(hi)) => Ok(Matcher::Range { lo: Some(lo), hi: Some(hi) }),
+        _ if reversed => Err(invalid(format!("range is reversed: {value:?}"))),
+        _ if value.trim() == "-" => Err(invalid("a range needs at least one bound".into())),
+        _ => Err(invalid(format!("not a valid date and time, nor a range of them: {value:?}"))),
+    }
+}
+
 /// Normalises a DICOM date and time (`YYYY[MM[DD[HH[MM[SS[.F...]]]]]]`, with an optional UTC
 /// offset `&ZZXX`) to `YYYYMMDDHHMMSS.FFFFFF`, padding the missing digits with `pad` (`'0'` for a
 /// lower bound or a stored value, `'9'` for an upper bound). The offset is dropped: values are
@@ -250,7 +285,9 @@ pub fn normalize_datetime(text: &str, pad: char) -> Option<String> {
     let text = match text.len().checked_sub(5) {
         Some(at) if at >= 4 && text.is_char_boundary(at) => {
             let (value, offset) = text.split_at(at);
-            if offset.starts_with(['+', '-']) && offset[1..].bytes().all(|b| b.is_ascii_digit()) { value } else { text }
+            // `&ZZXX`: hours up to 14 (offsets run from -1200 to +1400), minutes up to 59.
+            let signed = offset.starts_with(['+', '-']) && offset[1..].bytes().all(|b| b.is_ascii_digit());
+            if signed && offset[1..3] <= *"14" && offset[3..5] <= *"59" { value } else { text }
         }
         _ => text,
     };
@@ -408,6 +445,33 @@ mod tests {
         assert_eq!(single, Matcher::Range { lo: Some("20240131000000.000000".into()), hi: Some("20240131999999.999999".into()) });
         assert!(Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", "2024*").is_err(), "no wildcards");
         assert!(Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", "2025-2024").is_err(), "reversed");
+    }
+
+    #[test]
+    fn date_and_time_ranges_tell_the_separator_from_a_negative_offset() {
+        let dt = |text: &str| Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", text);
+        let range = |lo: Option<&str>, hi: Option<&str>| Matcher::Range { lo: lo.map(Into::into), hi: hi.map(Into::into) };
+        let day = |d: &str| range(Some(&format!("{d}000000.000000")), Some(&format!("{d}999999.999999")));
+        // Single values with an offset: the period they name, the offset dropped.
+        assert_eq!(dt("20240131-0500").expect("single"), day("20240131"));
+        assert_eq!(dt("20240131+1400").expect("single"), day("20240131"));
+        assert_eq!(dt("20240131103000-0330").expect("single"), range(Some("20240131103000.000000"), Some("20240131103000.999999")));
+        // Ranges whose bounds carry offsets, closed and open.
+        let both = range(Some("20240101120000.000000"), Some("20240102120000.999999"));
+        assert_eq!(dt("20240101120000-0500-20240102120000-0500").expect("range"), both);
+        assert_eq!(dt("20240101120000+0100-20240102120000+0100").expect("range"), both);
+        assert_eq!(dt("20240101120000-0500-20240102120000+0100").expect("range"), both);
+        assert_eq!(dt("-20240102120000-0500").expect("open below"), range(None, Some("20240102120000.999999")));
+        assert_eq!(dt("20240101120000-0500-").expect("open above"), range(Some("20240101120000.000000"), None));
+        // A plain range still splits at its only dash.
+        assert_eq!(dt("20240101-20240102").expect("range"), range(Some("20240101000000.000000"), Some("20240102999999.999999")));
+        // `-2024` is no offset (hours past 14): a reversed range, not a year with an offset.
+        let reversed = dt("2025-2024").expect_err("reversed").to_string();
+        assert!(reversed.contains("reversed"), "{reversed}");
+        for bad in ["-", "2024-01-31", "20240131-05", "20240131-0560-", "x-2024"] {
+            let error = dt(bad).expect_err(bad).to_string();
+            assert!(error.contains("AcquisitionDateTime"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -418,6 +418,21 @@ def dt_span(text):
     return start, after - datetime.timedelta(microseconds=1)
 
 
+def dt_key(key):
+    """The bounds of a DT key: a range at the first `-` that leaves a date and time or nothing on
+    both sides (not reversed), else the single value as both bounds."""
+    def valid(text):
+        try:
+            return not text or (dt_span(text) and True)
+        except (ValueError, KeyError):
+            return False
+    for at, c in enumerate(key):
+        lo, hi = key[:at], key[at + 1:]
+        if c == "-" and (lo or hi) and valid(lo) and valid(hi) and not (lo and hi and dt_span(lo)[0] > dt_span(hi)[1]):
+            return lo, hi
+    return key, key
+
+
 def reference_match(ds, keyword, key, fuzzy):
     """An independent reading of PS3.4 C.2.2.2 for the keys of the cases below."""
     vr = pydicom.datadict.dictionary_VR(keyword)
@@ -428,7 +443,7 @@ def reference_match(ds, keyword, key, fuzzy):
         return not values
     for v in values:
         if vr == "DT":
-            lo, hi = key.split("-") if "-" in key else (key, key)
+            lo, hi = dt_key(key)
             at = dt_span(v)[0]
             if (not lo or dt_span(lo)[0] <= at) and (not hi or at <= dt_span(hi)[1]):
                 return True
@@ -487,6 +502,9 @@ def headers(url, files):
         ("study", None, {"AcquisitionDateTime": "2024011209-"}, False, []),
         ("instance", None, {"AcquisitionDateTime": "202401"}, False, []),
         ("series", None, {"AcquisitionDateTime": "-202401120930"}, False, []),
+        # Bounds with UTC offsets (a `-` that is a sign, not the separator), and a single value.
+        ("instance", None, {"AcquisitionDateTime": "20240112093002-0500-20240120+0100"}, False, []),
+        ("instance", None, {"AcquisitionDateTime": "20240113-0500"}, False, ["AcquisitionDateTime"]),
     ]
     problems, counts = [], []
     uid_key = {"study": "0020000D", "series": "0020000E", "instance": "00080018"}
