@@ -165,7 +165,9 @@ impl StoredBody {
         if file.is_none() {
             self.handed_off += 1;
             let path = part.path.clone();
-            self.waiting = Some(Waiting::Open(tokio::task::spawn_blocking(move || File::open(&path))));
+            self.waiting = Some(Waiting::Open(tokio::task::spawn_blocking(move || {
+                File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))
+            })));
         }
         self.current = Some(Current { name: part.name, size: part.size, path: part.path, file, read: 0 });
     }
@@ -173,7 +175,10 @@ impl StoredBody {
     /// Reads the next block of the current object, or hands the read to a blocking thread.
     fn read_block(&mut self) {
         let Some(current) = self.current.as_mut() else { return };
-        let Some(file) = current.file.clone() else { return };
+        let Some(file) = current.file.clone() else {
+            // Not reached: an object is opened before it is read, or its open failed.
+            return self.fail(io::Error::other("the object is not open"));
+        };
         let remaining = current.size - current.read;
         if remaining == 0 {
             self.current = None;
@@ -192,7 +197,8 @@ impl StoredBody {
         self.handed_off += 1;
         let path = current.path.clone();
         self.waiting = Some(Waiting::Read(tokio::task::spawn_blocking(move || {
-            if block.fill_at(&file, start, want)? < want {
+            let read = block.fill_at(&file, start, want).map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
+            if read < want {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} is shorter than its index says", path.display())));
             }
             Ok(block)
