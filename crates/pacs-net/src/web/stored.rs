@@ -220,7 +220,6 @@ impl Stream for StoredBody {
                 return Poll::Ready(Some(Err(error)));
             }
             if this.done {
-                tracing::trace!(handed_off = this.handed_off, "stored objects sent");
                 return Poll::Ready(None);
             }
             match this.waiting.as_mut() {
@@ -248,6 +247,13 @@ impl Stream for StoredBody {
                 None => this.read_block(),
             }
         }
+    }
+}
+
+impl Drop for StoredBody {
+    fn drop(&mut self) {
+        // hyper may stop polling once it has sent the Content-Length: the count is told here.
+        tracing::trace!(handed_off = self.handed_off, done = self.done, "stored objects body dropped");
     }
 }
 
