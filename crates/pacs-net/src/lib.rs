@@ -7,6 +7,7 @@
 
 mod blocks;
 mod channel;
+mod commit;
 pub mod dimse;
 pub mod error;
 pub mod web;

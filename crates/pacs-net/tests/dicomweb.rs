@@ -327,6 +327,60 @@ fn stow_bad_input_is_refused_whole_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn concurrent_stow_requests_each_get_their_own_answer() {
+    let web = Web::start(WebConfig::default());
+    let study = "1.2.826.0.1.3680043.10.1999.8";
+    // 8 requests of 3 instances each, sent at once; the last request repeats an instance of the
+    // first with other bytes: whichever is committed second is not stored (the default duplicate
+    // policy keeps the first, with a warning in the answer).
+    let requests: Vec<Vec<(String, Vec<u8>)>> = (0..8)
+        .map(|r| {
+            (0..3)
+                .map(|i| {
+                    let series = format!("{study}.{r}");
+                    let sop = if r == 7 && i == 2 { format!("{study}.0.0") } else { format!("{series}.{i}") };
+                    let bytes = large_native(study, &series, &sop, 1 + i);
+                    (sop, bytes)
+                })
+                .collect()
+        })
+        .collect();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|parts| {
+                let web = &web;
+                scope.spawn(move || {
+                    let body = multipart("XyZ", &parts.iter().map(|(_, b)| ("application/dicom", b.as_slice())).collect::<Vec<_>>());
+                    let reply = post(web, "/studies", DICOM_MULTIPART, &body, &[]);
+                    (reply.status, reply.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let sops_in = |answer: &Value, sequence: &str| -> BTreeSet<String> {
+        answer[sequence]["Value"]
+            .as_array()
+            .map(|items| items.iter().map(|i| i["00081155"]["Value"][0].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let mut kept_existing = 0;
+    for (parts, (status, answer)) in requests.iter().zip(&answers) {
+        let sent: BTreeSet<String> = parts.iter().map(|(sop, _)| sop.clone()).collect();
+        // Each answer names exactly the instances of its own request, all stored.
+        assert_eq!(sops_in(answer, "00081199"), sent, "{answer:#}");
+        assert!(answer.get("00081198").is_none(), "{answer:#}");
+        let warned = answer["00081199"]["Value"].as_array().unwrap().iter().filter(|i| i["00081196"]["Value"][0] == 0xB006).count();
+        kept_existing += warned;
+        assert_eq!(*status, if warned == 0 { 200 } else { 202 }, "{answer:#}");
+    }
+    assert_eq!(kept_existing, 1, "the second of the two objects with the same UID is not stored");
+    assert_eq!(web.instances(), 23);
+    web.assert_healthy();
+}
+
+#[test]
 fn retrieve_and_search_bad_input() {
     let web = Web::start(WebConfig::default());
     let f = &fixtures()[0];

@@ -23,7 +23,8 @@ use tokio::net::TcpStream;
 
 use super::command::{Command, CommandField, Priority, VERIFICATION_SOP_CLASS_UID, status};
 use super::find::{padded, push, scan_identifier, vr_of};
-use super::storage::{Committer, Receiving};
+use super::storage::Receiving;
+use crate::commit::Committer;
 use crate::error::{Error, Result};
 
 /// A remote DICOM node: its AE title and `host:port`.

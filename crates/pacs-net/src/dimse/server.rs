@@ -25,8 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::command::{Command, CommandField, status};
-use super::storage::{Committer, Received, Receiving};
+use super::storage::{Received, Receiving};
 use super::{find, retrieve};
+use crate::commit::Committer;
 use crate::error::{Error, Result};
 
 /// Settings of the DIMSE server.

@@ -3,9 +3,9 @@
 //!
 //! A data set streams into a blocking `Archive::stage` through a bounded channel as its
 //! fragments arrive (the network waits while the archive is behind), and is then committed by
-//! a [`Committer`]: one task that gathers the instances staged by every association and commits
-//! them together, so that concurrent C-STOREs share the fsyncs of one group commit. A response is
-//! sent only after its instance's commit returned.
+//! a `Committer` (module `commit`): one task that gathers the instances staged by every
+//! association and commits them together, so that concurrent C-STOREs share the fsyncs of one
+//! group commit. A response is sent only after its instance's commit returned.
 
 use std::io;
 use std::sync::Arc;
@@ -13,15 +13,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pacs_core::InsertOutcome;
 use pacs_store::{Archive, IngestReport, Staged};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::command::status;
 use super::meta::part10_header;
 use crate::channel::ChannelReader;
+use crate::commit::Committer;
 use crate::error::{Error, Result};
-
-/// Instances committed together at most.
-const MAX_GROUP: usize = 64;
 
 /// A C-STORE data set streaming into the archive.
 ///
@@ -101,54 +99,5 @@ impl Receiving {
                 }
             },
         })
-    }
-}
-
-type Request = (Staged, oneshot::Sender<std::result::Result<IngestReport, String>>);
-
-/// Group commit: instances staged by any association are committed together by one task.
-#[derive(Clone)]
-pub(crate) struct Committer {
-    tx: mpsc::Sender<Request>,
-}
-
-impl Committer {
-    /// Starts the committing task over `archive` (it ends when every `Committer` is dropped).
-    pub(crate) fn start(archive: Arc<Archive>) -> Committer {
-        let (tx, mut rx) = mpsc::channel::<Request>(4 * MAX_GROUP);
-        tokio::spawn(async move {
-            let mut group = Vec::with_capacity(MAX_GROUP);
-            while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-                let (staged, waiters): (Vec<Staged>, Vec<_>) = std::mem::take(&mut group).into_iter().unzip();
-                let archive = Arc::clone(&archive);
-                let committed = tokio::task::spawn_blocking(move || archive.commit(staged)).await;
-                match committed {
-                    Ok(Ok(reports)) => {
-                        for (waiter, report) in waiters.into_iter().zip(reports) {
-                            let _ = waiter.send(Ok(report));
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        let message = e.to_string();
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(message.clone()));
-                        }
-                    }
-                    Err(e) => {
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(format!("commit task failed: {e}")));
-                        }
-                    }
-                }
-            }
-        });
-        Committer { tx }
-    }
-
-    /// Commits `staged` with whatever else is waiting; returns its report or the error's message.
-    pub(crate) async fn commit(&self, staged: Staged) -> std::result::Result<IngestReport, String> {
-        let (done, wait) = oneshot::channel();
-        self.tx.send((staged, done)).await.map_err(|_| "the committer has stopped".to_owned())?;
-        wait.await.map_err(|_| "the committer has stopped".to_owned())?
     }
 }

@@ -59,6 +59,7 @@ use axum::routing::get;
 use pacs_store::Archive;
 use tokio::net::TcpListener;
 
+use crate::commit::Committer;
 use crate::error::{Error, Result};
 
 /// Settings of the DICOMweb face.
@@ -103,9 +104,17 @@ impl Default for WebConfig {
 pub(crate) struct AppState {
     pub(crate) archive: Arc<Archive>,
     pub(crate) config: Arc<WebConfig>,
+    /// The group commit of STOW-RS, started by the first request (inside the runtime: the
+    /// router may be made outside one).
+    committer: Arc<std::sync::OnceLock<Committer>>,
 }
 
 impl AppState {
+    /// The group commit that STOW-RS requests share.
+    pub(crate) fn committer(&self) -> &Committer {
+        self.committer.get_or_init(|| Committer::start(Arc::clone(&self.archive)))
+    }
+
     /// The URL of the base path as seen by the client.
     pub(crate) fn base_url(&self, headers: &HeaderMap) -> String {
         if let Some(url) = &self.config.public_url {
@@ -218,7 +227,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 pub fn router(archive: Arc<Archive>, config: WebConfig) -> Router {
     let base = normalise_base(&config.base_path);
     let cors = cors_layer(&config.cors_origins);
-    let state = AppState { archive, config: Arc::new(config) };
+    let state = AppState { archive, config: Arc::new(config), committer: Arc::default() };
     let routes = routes().with_state(state);
     let app = if base.is_empty() { routes } else { Router::new().nest(&base, routes) };
     let app = app.fallback(|| async { (StatusCode::NOT_FOUND, "no such DICOMweb resource\n") });

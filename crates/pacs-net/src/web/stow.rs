@@ -3,10 +3,11 @@
 //!
 //! Each part streams through a bounded channel into [`Archive::stage`] on a blocking thread, so
 //! memory stays at a few chunks whatever the size of the objects; the network waits while the
-//! archive is behind. Staged objects are committed together once the body has been read to its
-//! end: a malformed body (no boundary, truncated, a part that is not `application/dicom`) or one
-//! over [`WebConfig::max_body`](super::WebConfig::max_body) is refused whole (400, 415 or 413)
-//! and its staged blobs are deleted, so nothing of it is stored.
+//! archive is behind. Staged objects are committed once the body has been read to its end, by the
+//! group commit they share with concurrent requests (and flushed with them): a malformed body (no
+//! boundary, truncated, a part that is not `application/dicom`) or one over
+//! [`WebConfig::max_body`](super::WebConfig::max_body) is refused whole (400, 415 or 413) and its
+//! staged blobs are deleted, so nothing of it is stored.
 //!
 //! The answer lists the stored instances (Referenced SOP Sequence) and the failed ones (Failed SOP
 //! Sequence, with a Failure Reason and an Error Comment): 200 when all were stored, 202 when some
@@ -273,67 +274,64 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
             comment: format!("the instance belongs to study {}, not to the study of the request", staged.record.study_instance_uid),
         });
     }
-    let archive = Arc::clone(&state.archive);
+    if !mismatched.is_empty() {
+        let archive = Arc::clone(&state.archive);
+        let _ = tokio::task::spawn_blocking(move || mismatched.into_iter().for_each(|s| archive.abandon(s))).await;
+    }
+    // Committed with the instances of concurrent requests (one flush for all of them).
     let committing: Vec<(String, String)> = to_commit.iter().map(|s| (s.record.sop_class_uid.to_string(), s.record.sop_instance_uid.to_string())).collect();
-    let reports = tokio::task::spawn_blocking(move || {
-        for staged in mismatched {
-            archive.abandon(staged);
+    let committed = if to_commit.is_empty() { Ok(Vec::new()) } else { state.committer().commit_all(to_commit).await };
+    let reports = match committed {
+        Ok(reports) => reports,
+        Err(message) => {
+            tracing::error!(error = %message, "STOW-RS commit failed; nothing stored");
+            for (sop_class, sop_instance) in committing {
+                failed.push(Failure { sop_class, sop_instance, reason: OUT_OF_RESOURCES, comment: message.clone() });
+            }
+            Vec::new()
         }
-        archive.commit(to_commit)
-    })
-    .await
-    .map_err(|e| Error::Io { action: "storing instances".into(), source: io::Error::other(e) })?;
+    };
     let base_url = state.base_url(&headers);
     let mut referenced: Vec<Json> = Vec::new();
     let mut studies: Vec<String> = Vec::new();
     let mut warned = false;
-    match reports {
-        Ok(reports) => {
-            for report in reports {
-                let r = &report.record;
-                if let InsertOutcome::Refused { .. } = report.outcome {
-                    failed.push(Failure {
-                        sop_class: r.sop_class_uid.to_string(),
-                        sop_instance: r.sop_instance_uid.to_string(),
-                        reason: DUPLICATE_SOP_INSTANCE,
-                        comment: "a different instance with this SOP Instance UID is stored".into(),
-                    });
-                    continue;
-                }
-                if !studies.contains(&r.study_instance_uid.to_string()) {
-                    studies.push(r.study_instance_uid.to_string());
-                }
-                let url = format!("{base_url}/studies/{}/series/{}/instances/{}", r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid);
-                let mut item = json!({
-                    "00081150": {"vr": "UI", "Value": [r.sop_class_uid.as_str()]},
-                    "00081155": {"vr": "UI", "Value": [r.sop_instance_uid.as_str()]},
-                    "00081190": {"vr": "UR", "Value": [url]},
-                });
-                let kept_existing = matches!(report.outcome, InsertOutcome::KeptExisting { .. });
-                if kept_existing && let Json::Object(map) = &mut item {
-                    // The archive kept the different object it already had under this UID (the
-                    // duplicate policy "keep"): this one was not stored. Warning Reason B006,
-                    // elements discarded, and the request answers 202.
-                    map.insert("00081196".into(), json!({"vr": "US", "Value": [ELEMENTS_DISCARDED]}));
-                    map.insert("00000902".into(), json!({"vr": "LO", "Value": ["a different instance with this UID is kept"]}));
-                    warned = true;
-                } else if !report.warnings.is_empty()
-                    && let Json::Object(map) = &mut item
-                {
-                    // Warning Reason B000 (coercion of data elements) is not right for values we
-                    // only failed to index: the stored bytes are untouched. Tell it as a comment.
-                    map.insert("00000902".into(), json!({"vr": "LO", "Value": [truncate(&report.warnings.join("; "))]}));
-                }
-                tracing::info!(sop = %r.sop_instance_uid, study = %r.study_instance_uid, outcome = ?report.outcome, "STOW-RS stored");
-                referenced.push(item);
-            }
+    for report in reports {
+        let r = &report.record;
+        if let InsertOutcome::Refused { .. } = report.outcome {
+            failed.push(Failure {
+                sop_class: r.sop_class_uid.to_string(),
+                sop_instance: r.sop_instance_uid.to_string(),
+                reason: DUPLICATE_SOP_INSTANCE,
+                comment: "a different instance with this SOP Instance UID is stored".into(),
+            });
+            continue;
         }
-        Err(e) => {
-            tracing::error!(error = %e, "STOW-RS commit failed; nothing stored");
-            for (sop_class, sop_instance) in committing {
-                failed.push(Failure { sop_class, sop_instance, reason: OUT_OF_RESOURCES, comment: e.to_string() });
-            }
+        if !studies.contains(&r.study_instance_uid.to_string()) {
+            studies.push(r.study_instance_uid.to_string());
         }
+        let url = format!("{base_url}/studies/{}/series/{}/instances/{}", r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid);
+        let mut item = json!({
+            "00081150": {"vr": "UI", "Value": [r.sop_class_uid.as_str()]},
+            "00081155": {"vr": "UI", "Value": [r.sop_instance_uid.as_str()]},
+            "00081190": {"vr": "UR", "Value": [url]},
+        });
+        let kept_existing = matches!(report.outcome, InsertOutcome::KeptExisting { .. });
+        if kept_existing && let Json::Object(map) = &mut item {
+            // The archive kept the different object it already had under this UID (the
+            // duplicate policy "keep"): this one was not stored. Warning Reason B006,
+            // elements discarded, and the request answers 202.
+            map.insert("00081196".into(), json!({"vr": "US", "Value": [ELEMENTS_DISCARDED]}));
+            map.insert("00000902".into(), json!({"vr": "LO", "Value": ["a different instance with this UID is kept"]}));
+            warned = true;
+        } else if !report.warnings.is_empty()
+            && let Json::Object(map) = &mut item
+        {
+            // Warning Reason B000 (coercion of data elements) is not right for values we
+            // only failed to index: the stored bytes are untouched. Tell it as a comment.
+            map.insert("00000902".into(), json!({"vr": "LO", "Value": [truncate(&report.warnings.join("; "))]}));
+        }
+        tracing::info!(sop = %r.sop_instance_uid, study = %r.study_instance_uid, outcome = ?report.outcome, "STOW-RS stored");
+        referenced.push(item);
     }
     let failed_json: Vec<Json> = failed
         .iter()
