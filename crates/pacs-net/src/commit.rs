@@ -8,7 +8,8 @@ use std::sync::Arc;
 use pacs_store::{Archive, IngestReport, Staged};
 use tokio::sync::{mpsc, oneshot};
 
-/// Instances committed together at most.
+/// Batches committed together at most (a batch: a C-STORE's instance, or the instances of a
+/// STOW-RS request, which are never split).
 const MAX_GROUP: usize = 64;
 
 /// A batch of staged instances and where its reports go.

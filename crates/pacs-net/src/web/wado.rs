@@ -20,9 +20,9 @@
 //! response starts (the first conversion of a multipart response, the WADO-URI one) it is an
 //! error status, later it cuts the response as below.
 //!
-//! Stored objects sent as they are, from a blob store that keeps files, are read by the task that
-//! writes the response (module `web::stored`); other bodies are made on a blocking thread and handed
-//! over a bounded channel.
+//! Stored objects sent as they are, from a blob store that keeps files, are read by the task
+//! that writes the response (module `web::stored`); other bodies are made on a blocking thread
+//! and handed over a bounded channel.
 //!
 //! A multipart response whose part fails while it streams (the conversion or the decoding of a
 //! corrupt object, a blob that cannot be read) ends with an error instead of its closing
@@ -337,16 +337,21 @@ fn known_length(parts: &[(String, PartSource)], boundary: &str) -> Option<u64> {
 /// The parts as objects read in place from their files ([`StoredBody`]), when every part is a
 /// whole stored object kept as a file; the parts unchanged otherwise.
 fn stored_parts(archive: &Archive, parts: Vec<(String, PartSource)>, boundary: &str) -> std::result::Result<Vec<StoredPart>, Vec<(String, PartSource)>> {
-    if !parts.iter().all(|(_, source)| matches!(source, PartSource::Object(record) if archive.local_path(record).is_some())) {
-        return Err(parts);
-    }
+    let paths: Option<Vec<std::path::PathBuf>> = parts
+        .iter()
+        .map(|(_, source)| match source {
+            PartSource::Object(record) => archive.local_path(record),
+            _ => None,
+        })
+        .collect();
+    let Some(paths) = paths else { return Err(parts) };
     let mut stored = Vec::with_capacity(parts.len());
-    for (i, (content_type, source)) in parts.into_iter().enumerate() {
-        let PartSource::Object(record) = source else { unreachable!("checked above") };
-        let Some(path) = archive.local_path(&record) else { unreachable!("checked above") };
-        let header = media::part_header(boundary, &content_type, &[]);
-        let prefix = if i == 0 { header } else { [media::PART_END, &header[..]].concat().into() };
-        stored.push(StoredPart::new(prefix, &record, path));
+    for (i, ((content_type, source), path)) in parts.into_iter().zip(paths).enumerate() {
+        if let PartSource::Object(record) = source {
+            let header = media::part_header(boundary, &content_type, &[]);
+            let prefix = if i == 0 { header } else { [media::PART_END, &header[..]].concat().into() };
+            stored.push(StoredPart::new(prefix, &record, path));
+        }
     }
     Ok(stored)
 }
