@@ -1,7 +1,7 @@
 //! Group commit: instances staged by any association or request are committed together by one
 //! task, so that concurrent C-STOREs, and concurrent STOW-RS requests, share the flushes of one
-//! commit (one `syncfs` of the blob folder, one index transaction) instead of each paying its own
-//! and waiting for the others' in the index's single writer.
+//! commit (of the blobs, then of one index transaction) instead of each paying its own and
+//! waiting for the others' in the index's single writer.
 
 use std::sync::Arc;
 

@@ -116,11 +116,7 @@ impl ObjectBlobStore {
 
     /// Opens the file of `key` under the local folder `root`.
     fn open_local(root: &FsPath, key: &BlobKey) -> Result<std::fs::File> {
-        let file = root.join(key.as_str());
-        std::fs::File::open(&file).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => Error::NotFound { what: format!("blob {key}") },
-            _ => Error::Io { action: "opening blob", target: file.display().to_string(), source },
-        })
+        open_file(&root.join(key.as_str()), key)
     }
 
     fn fsync_local(&self, root: &FsPath, keys: &[BlobKey]) -> Result<()> {
@@ -164,6 +160,15 @@ impl ObjectBlobStore {
         durable.extend(dirs);
         Ok(())
     }
+}
+
+/// Opens `path`, the file of the object `key` (see [`BlobStore::local_path`]), for reading,
+/// with the errors of [`BlobStore::open`]: a missing file is [`Error::NotFound`].
+pub fn open_file(path: &FsPath, key: &BlobKey) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => Error::NotFound { what: format!("blob {key}") },
+        _ => Error::Io { action: "opening blob", target: path.display().to_string(), source },
+    })
 }
 
 impl BlobStore for ObjectBlobStore {

@@ -356,15 +356,6 @@ fn stored_parts(archive: &Archive, parts: Vec<(String, PartSource)>, boundary: &
     Ok(stored)
 }
 
-/// Opens the file of a stored object (blocking); a missing file is 404, as when the blob store
-/// opens it.
-fn open_blob(path: &std::path::Path, sop: &pacs_core::Uid) -> pacs_core::Result<std::fs::File> {
-    std::fs::File::open(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => pacs_core::Error::NotFound { what: format!("blob of {sop}") },
-        _ => pacs_core::Error::Io { action: "opening blob", target: path.display().to_string(), source },
-    })
-}
-
 fn multipart_response(archive: Arc<Archive>, part_type: &str, parts: Vec<(String, PartSource)>) -> Response {
     let boundary = media::boundary();
     let content_type = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
@@ -774,8 +765,8 @@ pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): Ur
             if let Some(path) = archive.local_path(&record) {
                 // Opened before the response starts, so that a missing blob is an error status.
                 let mut part = StoredPart::new(Bytes::new(), &record, path.clone());
-                let sop = record.sop_instance_uid.clone();
-                part.file = Some(blocking(move || open_blob(&path, &sop)).await?);
+                let key = record.blob.clone();
+                part.file = Some(blocking(move || pacs_store::blob::open_file(&path, &key)).await?);
                 let length = (header::CONTENT_LENGTH, HeaderValue::from(record.size));
                 let body = StoredBody::new(vec![part], Bytes::new());
                 return Ok((StatusCode::OK, [dicom, length], Body::from_stream(body)).into_response());
