@@ -190,16 +190,9 @@ c, w = float(sys.argv[2]), float(sys.argv[3])\n\
 lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2\n\
 o = numpy.where(a <= lo, 0.0, numpy.where(a > hi, 255.0, ((a - (c - 0.5)) / (w - 1) + 0.5) * 255))\n\
 sys.stdout.buffer.write(numpy.clip(numpy.round(o), 0, 255).astype(numpy.uint8).tobytes())\n";
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(&path)
-        .args(["1000", "2000"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs pydicom, numpy and pylibjpeg"));
-    assert!(output.status.success(), "pydicom: {}", String::from_utf8_lossy(&output.stderr));
+    let pixels = pacs_testkit::python3(&["-c".as_ref(), script.as_ref(), path.as_os_str(), "1000".as_ref(), "2000".as_ref()], "pydicom, numpy and pylibjpeg");
     let image = ours(&path, Some((1000.0, 2000.0)), 1);
-    let theirs = Image { width: image.width, height: image.height, channels: 1, pixels: output.stdout };
+    let theirs = Image { width: image.width, height: image.height, channels: 1, pixels };
     assert_close("JPEG2000.dcm", &image, &theirs, 0.0, 0);
 }
 
@@ -229,13 +222,7 @@ fn fixtures() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render_luts.py");
-        let output = Command::new("python3")
-            .arg(&script)
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs Python 3, pydicom and numpy"));
-        assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+        pacs_testkit::python3(&[script.as_os_str(), dir.path().as_os_str()], "pydicom and numpy");
         dir
     })
     .path()

@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -21,19 +22,9 @@ use common::*;
 
 fn python(args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/web.py");
-    let output = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs Python 3, pydicom, numpy and dicomweb-client"));
-    assert!(
-        output.status.success(),
-        "python3 web.py {} failed (scripts/test.sh installs pydicom, numpy and dicomweb-client):\n{}",
-        args.first().unwrap_or(&""),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("web.py {}: not JSON ({e})", args.first().unwrap_or(&"")))
+    let argv: Vec<&OsStr> = std::iter::once(script.as_os_str()).chain(args.iter().map(OsStr::new)).collect();
+    let output = pacs_testkit::python3(&argv, "pydicom, numpy and dicomweb-client");
+    serde_json::from_slice(&output).unwrap_or_else(|e| panic!("web.py {}: not JSON ({e})", args.first().unwrap_or(&"")))
 }
 
 /// One test object.

@@ -10,8 +10,8 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use pacs_codec::syntax::{EXPLICIT_VR_LITTLE_ENDIAN, JPEG_BASELINE, JPEG_LS_LOSSLESS, RLE_LOSSLESS};
 use pacs_net::web::WebConfig;
@@ -26,14 +26,8 @@ ds = pydicom.dcmread(sys.argv[1])\n\
 a = ds.pixel_array\n\
 print(json.dumps({'study': ds.StudyInstanceUID, 'series': ds.SeriesInstanceUID, 'sop': ds.SOPInstanceUID,\n\
  'ts': str(ds.file_meta.TransferSyntaxUID), 'shape': list(a.shape), 'pixels': hashlib.sha256(a.astype(a.dtype.newbyteorder('<')).tobytes()).hexdigest()}))\n";
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs pydicom, numpy and pylibjpeg"));
-    assert!(output.status.success(), "pydicom {}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    let output = pacs_testkit::python3(&["-c".as_ref(), script.as_ref(), path.as_os_str()], "pydicom, numpy and pylibjpeg");
+    serde_json::from_slice(&output).unwrap_or_else(|e| panic!("pydicom's reading of {}: {e}", path.display()))
 }
 
 fn instance_path(info: &Value) -> String {
@@ -174,14 +168,10 @@ for ts in sys.argv[5:]:
     out[ts] = [str(ds.file_meta.TransferSyntaxUID), hashlib.sha256(a.astype(a.dtype.newbyteorder("<")).tobytes()).hexdigest()]
 print(json.dumps(out))
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script, &web.url(), info["study"].as_str().unwrap(), info["series"].as_str().unwrap(), info["sop"].as_str().unwrap()])
-        .args([EXPLICIT_VR_LITTLE_ENDIAN, JPEG_LS_LOSSLESS, "*"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs dicomweb-client"));
-    assert!(output.status.success(), "dicomweb-client: {}", String::from_utf8_lossy(&output.stderr));
-    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let url = web.url();
+    let args = ["-c", script, &url, info["study"].as_str().unwrap(), info["series"].as_str().unwrap(), info["sop"].as_str().unwrap()];
+    let args: Vec<&OsStr> = args.iter().chain(&[EXPLICIT_VR_LITTLE_ENDIAN, JPEG_LS_LOSSLESS, "*"]).map(OsStr::new).collect();
+    let got: Value = serde_json::from_slice(&pacs_testkit::python3(&args, "dicomweb-client")).unwrap();
     for (ts, expected) in [(EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN), (JPEG_LS_LOSSLESS, JPEG_LS_LOSSLESS), ("*", RLE_LOSSLESS)] {
         assert_eq!(got[ts][0], expected, "{got}");
         assert_eq!(got[ts][1], info["pixels"], "{ts}: other pixels");
@@ -194,13 +184,7 @@ print(json.dumps(out))
 fn lookup_tables_of_native_objects_are_applied() {
     let scratch = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pacs-codec/tests/render_luts.py");
-    let output = Command::new("python3")
-        .arg(&script)
-        .arg(scratch.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs pydicom and numpy"));
-    assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+    pacs_testkit::python3(&[script.as_os_str(), scratch.path().as_os_str()], "pydicom and numpy");
     for name in ["mlut_signed.dcm", "voi16.dcm", "sigmoid.dcm", "bits1_mono1.dcm"] {
         let path = scratch.path().join(name);
         let info = pydicom(&path);

@@ -10,6 +10,9 @@
 //! let file = part10("1.2.840.10008.5.1.4.1.1.2", "2.25.1", "1.2.840.10008.1.2.1", &data_set);
 //! assert_eq!(&file[128..132], b"DICM");
 //! ```
+//!
+//! Also [`python3`], which runs the Python scripts that tests compare against (pydicom,
+//! dicomweb-client).
 
 /// Whether a VR has the 4-byte length of PS3.5 Table 7.1-1 (after two reserved bytes).
 pub fn is_long_vr(vr: &[u8; 2]) -> bool {
@@ -99,6 +102,27 @@ pub fn noise(n: usize, bits: u32, seed: u64) -> Vec<u32> {
             (x >> 20) as u32 & mask
         })
         .collect()
+}
+
+/// Runs `python3` with `args` (a script's path, or `-c` and its text, then its arguments), its
+/// standard input closed, and returns its standard output. Panics when Python cannot be started or
+/// the script fails, with the script's standard error and `needs`: what `scripts/test.sh`
+/// installs for it (`"pydicom and numpy"`).
+pub fn python3(args: &[&std::ffi::OsStr], needs: &str) -> Vec<u8> {
+    let output = std::process::Command::new("python3")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test.sh installs Python 3 and {needs}"));
+    // The script and its first argument (often a subcommand).
+    let what = match args {
+        [flag, ..] if *flag == "-c" => "an inline script".to_owned(),
+        [script, first, ..] => format!("{} {}", script.to_string_lossy(), first.to_string_lossy()),
+        [script] => script.to_string_lossy().into_owned(),
+        [] => "python3".to_owned(),
+    };
+    assert!(output.status.success(), "{what} failed (scripts/test.sh installs {needs}):\n{}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
 }
 
 #[cfg(test)]
