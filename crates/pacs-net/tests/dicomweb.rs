@@ -13,6 +13,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use pacs_net::web::WebConfig;
 use pacs_testkit::{element, monochrome16, padded, part10_header};
@@ -293,6 +294,7 @@ fn stow_bad_input_is_refused_whole_and_the_server_keeps_serving() {
     let reply = post(&web, "/studies", DICOM_MULTIPART, &body, &["-H", "Accept: application/dicom+xml"]);
     assert_eq!(reply.status, 406, "{}", reply.text());
     assert_eq!(web.instances(), 0, "nothing of a refused request is stored");
+    web.assert_no_orphans();
     web.assert_healthy();
 
     // A non-DICOM part alone: 409 with the reason; with a good one: 202, the good one stored.
@@ -314,6 +316,76 @@ fn stow_bad_input_is_refused_whole_and_the_server_keeps_serving() {
     let reply = post(&web, &format!("/studies/{}", fixtures()[1].study), "application/dicom", &other, &[]);
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(web.instances(), 2);
+    web.assert_healthy();
+}
+
+#[test]
+fn stow_answers_list_the_parts_in_order_and_a_cut_body_leaves_nothing() {
+    let web = Web::start(WebConfig::default());
+    let study = "1.2.826.0.1.3680043.10.1999.9";
+    let series = format!("{study}.1");
+    // Seven parts, two of them not DICOM: the stages of several parts overlap while the next
+    // parts arrive, and the answer still follows the order of the body.
+    let good: Vec<(String, Vec<u8>)> = (0..5).map(|i| format!("{series}.{i}")).map(|sop| (sop.clone(), large_native(study, &series, &sop, 1))).collect();
+    let parts: Vec<&[u8]> = vec![&good[0].1, b"not dicom", &good[1].1, &good[2].1, b"neither", &good[3].1, &good[4].1];
+    let body = multipart("XyZ", &parts.iter().map(|p| ("application/dicom", *p)).collect::<Vec<_>>());
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &body, &[]);
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let answer = reply.json();
+    let stored: Vec<&str> = answer["00081199"]["Value"].as_array().unwrap().iter().map(|i| i["00081155"]["Value"][0].as_str().unwrap()).collect();
+    assert_eq!(stored, good.iter().map(|(sop, _)| sop.as_str()).collect::<Vec<_>>(), "{answer:#}");
+    assert_eq!(answer["00081198"]["Value"].as_array().unwrap().len(), 2, "{answer:#}");
+    assert_eq!(web.instances(), 5);
+
+    // The same parts under other UIDs, the body cut inside the last part: the five complete
+    // parts before it were staged, and are all discarded with it.
+    let again: Vec<Vec<u8>> = (0..6).map(|i| format!("{series}.{}", 10 + i)).map(|sop| large_native(study, &series, &sop, 1)).collect();
+    let body = multipart("XyZ", &again.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let cut = body.len() - again[5].len() / 2;
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &body[..cut], &[]);
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(web.instances(), 5, "nothing of the cut body is stored");
+    web.assert_no_orphans();
+    web.assert_healthy();
+}
+
+#[test]
+fn a_client_gone_in_the_middle_of_a_stow_request_leaves_nothing() {
+    use std::io::Write;
+    let web = Web::start(WebConfig::default());
+    let study = "1.2.826.0.1.3680043.10.1999.10";
+    let series = format!("{study}.1");
+    let objects: Vec<Vec<u8>> = (0..6).map(|i| large_native(study, &series, &format!("{series}.{i}"), 2)).collect();
+    let body = multipart("XyZ", &objects.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    // Four whole parts and half of the fifth are sent; then the connection is closed, with the
+    // body's declared length not reached.
+    let sent = body.len() - objects[5].len() - objects[4].len() / 2;
+    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
+    let head =
+        format!("POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {}\r\n\r\n", web.address, body.len());
+    socket.write_all(head.as_bytes()).unwrap();
+    socket.write_all(&body[..sent]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(socket);
+    // The stages of the parts received finish in the background: wait, a bounded while, until
+    // the blob folder has had no file at all (staged or renamed) for a second.
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| entries.flatten().map(|e| if e.path().is_dir() { files(&e.path()) } else { 1 }).sum())
+    }
+    let blobs = web.dir.path().join("data").join("blobs");
+    let mut empty_since = None;
+    let clean = (0..200).any(|i| {
+        std::thread::sleep(Duration::from_millis(50));
+        match (files(&blobs), empty_since) {
+            (0, None) => empty_since = Some(i),
+            (0, Some(since)) => return i - since >= 20,
+            _ => empty_since = None,
+        }
+        false
+    });
+    assert!(clean, "the parts of the broken request were left in the archive: {} files", files(&blobs));
+    assert_eq!(web.instances(), 0);
+    web.assert_no_orphans();
     web.assert_healthy();
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Each part streams through a bounded channel into [`Archive::stage`] on a blocking thread, so
 //! memory stays at a few chunks whatever the size of the objects; the network waits while the
-//! archive is behind. Staged objects are committed once the body has been read to its end, by the
-//! group commit they share with concurrent requests (and flushed with them): a malformed body (no
-//! boundary, truncated, a part that is not `application/dicom`) or one over
+//! archive is behind. The next part is read while the stages of the parts before it finish (at
+//! most two, `FINISHING`), and the answer keeps the order of the parts. Staged objects are
+//! committed once the body has been read to its end, by the group commit they share with
+//! concurrent requests (and flushed with them): a malformed body (no boundary, truncated, a part
+//! that is not `application/dicom`) or one over
 //! [`WebConfig::max_body`](super::WebConfig::max_body) is refused whole (400, 415 or 413) and its
 //! staged blobs are deleted, so nothing of it is stored.
 //!
@@ -13,6 +15,7 @@
 //! Sequence, with a Failure Reason and an Error Comment): 200 when all were stored, 202 when some
 //! failed, 409 when all failed.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,8 +81,14 @@ impl Staging {
         }
     }
 
-    async fn finish(mut self) -> Result<pacs_core::Result<Staged>> {
+    /// Says that the part has no more bytes: its stage reads to the end and finishes.
+    fn end_of_part(mut self) -> Staging {
         self.tx = None;
+        self
+    }
+
+    /// Waits for the stage to finish.
+    async fn join(self) -> Result<pacs_core::Result<Staged>> {
         self.task.await.map_err(|e| Error::Io { action: "storing an instance".into(), source: io::Error::other(e) })
     }
 }
@@ -130,8 +139,13 @@ fn framing(headers: &HeaderMap) -> Result<Framing> {
     }
 }
 
-/// Reads the parts of a body into staged objects (or failures). On error everything staged is
-/// abandoned.
+/// Parts whose bytes have all been received but whose stage may still be finishing (the end of
+/// the hash, closing the file, extracting the record), at most this many beyond the part being
+/// received: the next part is read meanwhile instead of the network waiting for each stage.
+const FINISHING: usize = 2;
+
+/// Reads the parts of a body into staged objects (or failures), in the order of the parts. On
+/// error everything staged is abandoned.
 async fn stage_parts(
     archive: &Arc<Archive>,
     framing: Framing,
@@ -139,13 +153,20 @@ async fn stage_parts(
     over: &AtomicBool,
     limit: u64,
 ) -> Result<Vec<std::result::Result<Staged, Failure>>> {
-    let mut outcomes: Vec<std::result::Result<Staged, Failure>> = Vec::new();
-    let result = read_parts(archive, framing, body, &mut outcomes).await;
+    let mut parts = Parts { outcomes: Vec::new(), finishing: VecDeque::new() };
+    let mut result = read_parts(archive, framing, body, &mut parts).await;
+    // Every stage is joined, also after an error, so that none is left writing a blob.
+    while let Some(staging) = parts.finishing.pop_front() {
+        match staging.join().await {
+            Ok(outcome) => parts.outcomes.push(outcome.map_err(|e| failure_of(&e))),
+            Err(e) => result = result.and(Err(e)),
+        }
+    }
     match result {
-        Ok(()) => Ok(outcomes),
+        Ok(()) => Ok(parts.outcomes),
         Err(e) => {
             let archive = Arc::clone(archive);
-            let staged: Vec<Staged> = outcomes.into_iter().filter_map(|o| o.ok()).collect();
+            let staged: Vec<Staged> = parts.outcomes.into_iter().filter_map(|o| o.ok()).collect();
             let abandoned = staged.len();
             let _ = tokio::task::spawn_blocking(move || staged.into_iter().for_each(|s| archive.abandon(s))).await;
             tracing::info!(abandoned, "STOW-RS body refused; staged instances discarded");
@@ -163,11 +184,31 @@ fn failure_of(e: &pacs_core::Error) -> Failure {
     Failure { sop_class: String::new(), sop_instance: String::new(), reason, comment: e.to_string() }
 }
 
+/// The parts of a body: the outcomes of those whose stage ended, then the stages still finishing.
+struct Parts {
+    outcomes: Vec<std::result::Result<Staged, Failure>>,
+    finishing: VecDeque<Staging>,
+}
+
+impl Parts {
+    /// Takes a part whose bytes were all sent to its stage; waits for the oldest stages beyond
+    /// [`FINISHING`].
+    async fn received(&mut self, staging: Staging) -> Result<()> {
+        self.finishing.push_back(staging.end_of_part());
+        while self.finishing.len() > FINISHING {
+            if let Some(oldest) = self.finishing.pop_front() {
+                self.outcomes.push(oldest.join().await?.map_err(|e| failure_of(&e)));
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn read_parts(
     archive: &Arc<Archive>,
     framing: Framing,
     body: impl Stream<Item = std::result::Result<Bytes, io::Error>> + Send + 'static,
-    outcomes: &mut Vec<std::result::Result<Staged, Failure>>,
+    parts: &mut Parts,
 ) -> Result<()> {
     let boundary = match framing {
         Framing::Single => {
@@ -177,16 +218,12 @@ async fn read_parts(
                 match chunk {
                     Ok(chunk) => staging.send(chunk).await,
                     Err(e) => {
-                        if let Ok(staged) = staging.finish().await? {
-                            let archive = Arc::clone(archive);
-                            let _ = tokio::task::spawn_blocking(move || archive.abandon(staged)).await;
-                        }
+                        parts.finishing.push_back(staging.end_of_part());
                         return Err(Error::BadRequest { reason: format!("reading the body: {e}") });
                     }
                 }
             }
-            outcomes.push(staging.finish().await?.map_err(|e| failure_of(&e)));
-            return Ok(());
+            return parts.received(staging).await;
         }
         Framing::Multipart { boundary } => boundary,
     };
@@ -212,15 +249,12 @@ async fn read_parts(
                 Ok(Some(chunk)) => staging.send(chunk).await,
                 Ok(None) => break,
                 Err(e) => {
-                    if let Ok(staged) = staging.finish().await? {
-                        let archive = Arc::clone(archive);
-                        let _ = tokio::task::spawn_blocking(move || archive.abandon(staged)).await;
-                    }
+                    parts.finishing.push_back(staging.end_of_part());
                     return Err(bad(e));
                 }
             }
         }
-        outcomes.push(staging.finish().await?.map_err(|e| failure_of(&e)));
+        parts.received(staging).await?;
     }
     if index == 0 {
         return Err(Error::BadRequest { reason: "multipart body has no parts".into() });

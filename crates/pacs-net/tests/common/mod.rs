@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pacs_net::web::{WebConfig, WebServer};
-use pacs_store::{Archive, ArchiveConfig};
+use pacs_store::{Archive, ArchiveConfig, VerifyOptions};
 use serde_json::Value;
 
 /// A `WebServer` on 127.0.0.1 over an archive in a temporary folder, stopped when dropped.
@@ -56,6 +56,12 @@ impl Web {
     /// `curl` against `path` (under the base URL) with extra arguments.
     pub fn curl(&self, path: &str, args: &[&str]) -> Reply {
         curl(&format!("{}{path}", self.url()), args, self.dir.path())
+    }
+
+    /// Asserts that every blob of the archive has its index row and every row its intact blob.
+    pub fn assert_no_orphans(&self) {
+        let report = self.archive.verify(VerifyOptions { checksums: true, repair: false }, &mut |_| {}).unwrap();
+        assert!(report.is_clean() && report.orphans.is_empty(), "the archive is not clean: {report:?}");
     }
 
     /// Asserts the server still answers.
