@@ -58,7 +58,7 @@ enum Command {
     Export {
         #[command(flatten)]
         scope: ScopeArgs,
-        /// Destination folder (created if missing); files are named <SOPInstanceUID>.dcm.
+        /// Destination folder (created if missing); each file is named after its SOP Instance UID, plus ".dcm".
         #[arg(long, short)]
         out: PathBuf,
     },

@@ -2,10 +2,10 @@
 //! scanner and attribute extraction, the query model and its matching rules, and the traits that
 //! the storage backends implement.
 //!
-//! This crate does no I/O. Bytes are pushed into the [`scan::Scanner`] by whoever reads them (a
-//! file, a DIMSE association, an HTTP body), and the [`Index`] and [`BlobStore`] traits are
-//! implemented by `pacs-store`. Everything here can therefore be tested with plain values and
-//! reused by any embedding program.
+//! This crate does no I/O of its own. [`scan::scan`] reads an object from any [`std::io::Read`]
+//! that its caller supplies (a file, a DIMSE association, an HTTP body), and the [`Index`] and
+//! [`BlobStore`] traits are implemented by `pacs-store`. Everything here can therefore be tested
+//! with plain values and reused by any embedding program.
 
 pub mod attribute;
 pub mod blob;

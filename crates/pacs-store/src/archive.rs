@@ -203,7 +203,7 @@ impl Archive {
     ///
     /// A malformed object is [`Error::Rejected`] and leaves nothing behind. When the
     /// [`CompressionPolicy`] of the configuration names a target for the object, the staged blob
-    /// is then converted into a new blob (see [`compression`](crate::compression)).
+    /// is then converted into a new blob (see [`compression`]).
     pub fn stage(&self, source: &mut dyn Read) -> Result<Staged> {
         let staged = self.stage_as_received(source)?;
         match self.config.compression.target_for(&staged.record) {

@@ -4,7 +4,7 @@
 //! reader connections, which the write-ahead log lets run beside the writer. Commits use
 //! `synchronous=FULL`, so a returned `insert` survives power loss.
 //!
-//! Queries are translated to SQL by [`translate`], which mirrors the reference matcher of
+//! Queries are translated to SQL by `translate`, which mirrors the reference matcher of
 //! `pacs_core::matching` rule by rule; a property test checks that they agree.
 
 use std::path::{Path, PathBuf};
