@@ -599,8 +599,75 @@ mod tests {
         if legacy { format!("{y:04}.{m:02}.{d:02}") } else { format!("{y:04}{m:02}{d:02}") }
     }
 
+    /// A date and time to the minute, as `(YYYYMMDDHHMM as an integer, its text)`.
+    fn minute_strategy() -> impl Strategy<Value = (u64, String)> {
+        (1900u64..2100, 1u64..=12, 1u64..=28, 0u64..24, 0u64..60).prop_map(|(y, mo, d, h, mi)| {
+            let n = (((y * 100 + mo) * 100 + d) * 100 + h) * 100 + mi;
+            (n, format!("{n:012}"))
+        })
+    }
+
+    /// A UTC offset `&ZZXX`, or none.
+    fn offset_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            (any::<bool>(), 0u32..=14, prop::sample::select(vec![0u32, 30, 45]))
+                .prop_map(|(plus, h, m)| format!("{}{h:02}{m:02}", if plus { '+' } else { '-' })),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_key_is_parsed_or_refused_and_matching_never_panics(
+            attribute in prop::sample::select(Attribute::ALL.to_vec()),
+            key in prop_oneof![
+                "[0-9\\-+.*?\\\\ ]{0,24}",
+                "[0-9]{4,14}([+-][0-9]{4})?(-[0-9]{4,14}([+-][0-9]{4})?)?",
+                ".{0,16}",
+            ],
+            value in prop_oneof!["[0-9.+\\- ]{0,24}", ".{0,12}"],
+            fold in any::<bool>(),
+            combine in any::<bool>(),
+        ) {
+            let options = MatchOptions { case_insensitive_pn: fold, combine_datetime: combine };
+            for (kind, parsed) in [
+                (attribute.kind(), Matcher::parse(attribute, &key).map(|m| (Some(attribute), m))),
+                (ValueKind::DateTime, Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", &key).map(|m| (None, m))),
+            ] {
+                let Ok((attribute, matcher)) = parsed else { continue };
+                let _ = value_matches_kind(kind, &matcher, Some(&value), &options);
+                let _ = value_matches_kind(kind, &matcher, None, &options);
+                if let Some(attribute) = attribute {
+                    let query = query_of(vec![Key { attribute, matcher }], options);
+                    let _ = matches(&query, &row(&[(attribute, value.as_str())]));
+                }
+            }
+        }
+
+        #[test]
+        fn datetime_ranges_with_offsets_agree_with_an_integer_oracle(
+            value in minute_strategy(),
+            lo in proptest::option::of((minute_strategy(), offset_strategy())),
+            hi in proptest::option::of((minute_strategy(), offset_strategy())),
+        ) {
+            prop_assume!(lo.is_some() || hi.is_some());
+            let text = |bound: &Option<((u64, String), String)>| bound.as_ref().map(|((_, t), offset)| format!("{t}{offset}")).unwrap_or_default();
+            let key = format!("{}-{}", text(&lo), text(&hi));
+            let parsed = Matcher::parse_as(ValueKind::DateTime, "AcquisitionDateTime", &key);
+            let (lo, hi) = (lo.map(|((n, _), _)| n), hi.map(|((n, _), _)| n));
+            if let (Some(l), Some(h)) = (lo, hi)
+                && l > h
+            {
+                prop_assert!(parsed.is_err(), "{:?} should be refused", key);
+                return Ok(());
+            }
+            let matcher = parsed.map_err(|e| TestCaseError::fail(format!("{key:?}: {e}")))?;
+            // Offsets are dropped: values compare as the local times they state.
+            let oracle = lo.is_none_or(|l| l <= value.0) && hi.is_none_or(|h| value.0 <= h);
+            prop_assert_eq!(value_matches_kind(ValueKind::DateTime, &matcher, Some(&value.1), &PLAIN), oracle, "{:?} {:?}", key, value.1);
+        }
 
         #[test]
         fn wildcard_agrees_with_oracle(pattern in "[ab*?é]{0,8}", value in "[abé]{0,10}") {
