@@ -179,18 +179,28 @@ pub fn parse_tag(text: &str) -> Option<(u16, u16)> {
     let t = text.trim().trim_start_matches('(').trim_end_matches(')');
     let (g, e) = match t.split_once(',') {
         Some((g, e)) => (g.trim(), e.trim()),
-        None if t.len() == 8 => t.split_at(4),
+        None if t.len() == 8 && t.is_char_boundary(4) => t.split_at(4),
         None => return None,
     };
-    if g.len() != 4 || e.len() != 4 {
-        return None;
-    }
-    Some((u16::from_str_radix(g, 16).ok()?, u16::from_str_radix(e, 16).ok()?))
+    // Exactly four hexadecimal digits each (`from_str_radix` alone would take a sign).
+    let hex = |s: &str| if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) { u16::from_str_radix(s, 16).ok() } else { None };
+    Some((hex(g)?, hex(e)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_eight_hexadecimal_digits() {
+        assert_eq!(parse_tag("(0010,0010)"), Some((0x0010, 0x0010)));
+        assert_eq!(parse_tag("7FE00010"), Some((0x7FE0, 0x0010)));
+        assert_eq!(parse_tag("0010, 0020"), Some((0x0010, 0x0020)));
+        // Eight bytes that are not eight characters, signs, and short or long parts are no tags.
+        for text in ["$g\u{b3936}\u{468}", "+FFF0010", "0010,+010", "001,00010", "00100010 0", "é0100010"] {
+            assert_eq!(parse_tag(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn parse_by_keyword_and_tag() {
