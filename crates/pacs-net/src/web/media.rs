@@ -65,7 +65,8 @@ pub fn parse_media_type(text: &str) -> Option<MediaRange> {
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim().trim_matches('"').to_owned();
         if name == "q" {
-            quality = value.parse().unwrap_or(0.0);
+            // A weight outside 0 to 1 (or not a number) makes the range unacceptable.
+            quality = value.parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q)).unwrap_or(0.0);
         } else {
             params.push((name, value));
         }
@@ -150,5 +151,44 @@ mod tests {
         assert!(!accepts_json(&parse_accept(Some("application/dicom+xml"))));
         assert!(parse_accept(Some("image/*"))[0].covers("image/png"));
         assert_eq!(parse_media_type("garbage"), None);
+    }
+
+    #[test]
+    fn weights_out_of_range_make_a_range_unacceptable() {
+        for q in ["2", "-1", "NaN", "inf", "x"] {
+            assert!(parse_accept(Some(&format!("application/json;q={q}"))).is_empty(), "q={q}");
+        }
+        assert_eq!(parse_accept(Some("application/json;q=1.0, image/png;q=0.001")).len(), 2);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_accept_header_gives_ranges_best_first(header in proptest::prelude::prop_oneof![
+            ".{0,40}",
+            "([a-z*]{1,6}/[a-z+*]{1,10}(;[ a-z]{1,5}=(\"[^\"]{0,6}\"|[0-9.a-z]{0,4})){0,2}, ?){0,3}",
+        ]) {
+            let ranges = parse_accept(Some(&header));
+            for range in &ranges {
+                proptest::prop_assert!(range.quality > 0.0 && range.quality <= 1.0, "{:?}", range);
+                proptest::prop_assert!(range.essence.contains('/'), "{:?}", range);
+            }
+            proptest::prop_assert!(ranges.windows(2).all(|w| w[0].quality >= w[1].quality));
+        }
+
+        #[test]
+        fn media_types_read_back_what_was_written(
+            main in "[a-z]{1,8}",
+            sub in "[a-z+.-]{1,12}",
+            params in proptest::collection::vec(("[a-z-]{1,8}", "[a-zA-Z0-9/.;,= +-]{0,12}"), 0..3),
+        ) {
+            let params: Vec<(String, String)> = params.into_iter().filter(|(name, _)| name != "q").collect();
+            let text = params.iter().fold(format!("{main}/{sub}"), |text, (name, value)| format!("{text}; {name}=\"{value}\""));
+            let parsed = parse_media_type(&text).ok_or_else(|| proptest::test_runner::TestCaseError::fail(text.clone()))?;
+            proptest::prop_assert_eq!(parsed.essence, format!("{main}/{sub}"));
+            // Quoted values come back as they were, separators and spaces included.
+            proptest::prop_assert_eq!(&parsed.params, &params);
+        }
     }
 }

@@ -398,4 +398,31 @@ mod tests {
         assert_eq!(json["00100020"], json!({"vr": "LO"}));
         assert_eq!(json["00081190"], json!({"vr": "UR", "Value": ["http://h/dw/studies/1.2.3"]}));
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_parameters_give_a_search_or_a_bad_request(
+            level in proptest::sample::select(vec![QueryLevel::Patient, QueryLevel::Study, QueryLevel::Series, QueryLevel::Instance]),
+            pairs in proptest::collection::vec((
+                prop_oneof![
+                    proptest::sample::select(vec![
+                        "limit", "offset", "fuzzymatching", "includefield", "PatientName", "PatientID", "StudyDate",
+                        "StudyTime", "ModalitiesInStudy", "00100010", "0020000D", "00080061", "PatientAge",
+                        "AcquisitionDateTime", "SOPClassUID", "00191001", "(0010,0010)",
+                    ]).prop_map(str::to_owned),
+                    ".{0,12}",
+                ],
+                prop_oneof!["[0-9*?\\\\,.+-]{0,16}", ".{0,12}", "[A-Za-z^ ]{0,10}"],
+            ), 0..5),
+        ) {
+            let params: Params = pairs;
+            if let Err(e) = parse_search(level, &[], &params, 100) {
+                prop_assert_eq!(super::super::http_status(&e).as_u16(), 400, "{:?}: {}", params, e);
+            }
+        }
+    }
 }

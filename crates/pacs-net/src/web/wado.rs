@@ -791,3 +791,40 @@ pub(crate) async fn wado_uri(State(state): State<AppState>, UrlQuery(params): Ur
         other => Err(Error::NotAcceptable { reason: format!("parameter contentType: {other:?} is not offered (application/dicom, image/jpeg, image/png)") }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn frame_lists() {
+        assert_eq!(parse_frame_list("1, 3,2", 3, "1.2").expect("valid"), [1, 3, 2]);
+        for (text, status) in [("0", 400), ("1,,2", 400), ("x", 400), ("-1", 400), ("4", 404), ("", 400)] {
+            let e = parse_frame_list(text, 3, "1.2").expect_err(text);
+            assert_eq!(super::super::http_status(&e).as_u16(), status, "{text:?}: {e}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_frame_list_is_read_or_refused(text in prop_oneof![".{0,20}", "[0-9, +-]{0,20}"], count in 0u32..20) {
+            match parse_frame_list(&text, count, "1.2") {
+                Ok(frames) => {
+                    prop_assert!(!frames.is_empty());
+                    prop_assert!(frames.iter().all(|&n| (1..=count).contains(&n)), "{:?} -> {:?}", text, frames);
+                }
+                Err(e) => prop_assert!(matches!(super::super::http_status(&e).as_u16(), 400 | 404), "{:?}: {}", text, e),
+            }
+        }
+
+        #[test]
+        fn written_frame_lists_read_back(frames in proptest::collection::vec(1u32..50, 1..8)) {
+            let text = frames.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            prop_assert_eq!(parse_frame_list(&text, 50, "1.2").expect("valid"), frames);
+        }
+    }
+}
