@@ -80,3 +80,13 @@ pub enum Error {
 
 /// The result type of the network crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a peer is told of an archive error (a DIMSE or STOW-RS Error Comment): for an I/O error
+/// the action and its cause, without the server's paths, which would also take up the 64
+/// characters of the comment; other errors as they display.
+pub(crate) fn peer_comment(e: &pacs_core::Error) -> String {
+    match e {
+        pacs_core::Error::Io { action, source, .. } => format!("{action}: {source}"),
+        _ => e.to_string(),
+    }
+}

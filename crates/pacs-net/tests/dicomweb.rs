@@ -389,6 +389,71 @@ fn a_client_gone_in_the_middle_of_a_stow_request_leaves_nothing() {
     web.assert_healthy();
 }
 
+/// Unmounts a file system when dropped, whatever happened.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// STOW-RS onto a full disk: the archive on a 3 MiB tmpfs (mounting needs root, which the test
+/// script has), four parts of 1 MiB each.
+#[test]
+fn stow_onto_a_full_disk_fails_the_parts_that_do_not_fit_and_loses_nothing() {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        println!("not root: cannot mount a small tmpfs, the full-disk test does not apply");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let small = base.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=3M", "tmpfs"]).arg(&small).output().unwrap();
+    assert!(mounted.status.success(), "cannot mount a 3 MiB tmpfs: {}", String::from_utf8_lossy(&mounted.stderr));
+    let _mount = Mount(small.clone());
+    let web = Web::start_in(&small.join("data"), WebConfig::default());
+    let study = "1.2.826.0.1.3680043.10.1999.11";
+    let series = format!("{study}.1");
+    let objects: Vec<Vec<u8>> = (0..4).map(|i| large_native(study, &series, &format!("{series}.{i}"), 8)).collect();
+    assert!(objects.iter().all(|o| o.len() > 1 << 20));
+    let body = multipart("XyZ", &objects.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &body, &[]);
+    assert!(matches!(reply.status, 202 | 409), "a full disk fails some parts: {} {}", reply.status, reply.text());
+    let answer = reply.json();
+    let list = |sequence: &str| answer[sequence]["Value"].as_array().cloned().unwrap_or_default();
+    let (stored, failed) = (list("00081199"), list("00081198"));
+    assert_eq!(stored.len() + failed.len(), 4, "{answer:#}");
+    assert!(!failed.is_empty(), "4 MiB cannot fit on 3 MiB: {answer:#}");
+    for item in &failed {
+        assert_eq!(item["00081197"]["Value"][0], 0xA700, "out of resources: {item:#}");
+        assert!(item["00000902"]["Value"][0].as_str().unwrap().to_lowercase().contains("space"), "{item:#}");
+    }
+    println!(
+        "full disk: HTTP {}, {} stored, {} failed: {:?}",
+        reply.status,
+        stored.len(),
+        failed.len(),
+        failed.iter().map(|f| f["00000902"]["Value"][0].clone()).collect::<Vec<_>>()
+    );
+    // What the answer lists as stored is stored, whole; nothing else is left behind.
+    assert_eq!(web.instances(), stored.len() as u64);
+    web.assert_no_orphans();
+    web.assert_healthy();
+
+    // Once there is room again, the archive takes objects as before.
+    let grown = Command::new("mount").args(["-o", "remount,size=32M"]).arg(&small).output().unwrap();
+    assert!(grown.status.success(), "{}", String::from_utf8_lossy(&grown.stderr));
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &objects[3])]), &[]);
+    assert!(matches!(reply.status, 200 | 202), "{} {}", reply.status, reply.text());
+    assert_eq!(web.instances(), stored.len() as u64 + u64::from(!stored.iter().any(|i| i["00081155"]["Value"][0] == format!("{series}.3"))));
+    web.assert_no_orphans();
+}
+
 #[test]
 fn concurrent_stow_requests_each_get_their_own_answer() {
     let web = Web::start(WebConfig::default());

@@ -1,6 +1,7 @@
 //! The DIMSE server under faults and cancels, driven at the PDU level: an A-ABORT and a truncated
 //! PDU in the middle of a C-STORE store nothing and leave no blob behind; a C-CANCEL stops a
-//! C-FIND; a C-GET whose requestor cannot receive a SOP class lists the failed instances.
+//! C-FIND; a C-GET whose requestor cannot receive a SOP class lists the failed instances; a full
+//! disk fails the C-STOREs that do not fit, with their cause, and loses nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -56,8 +57,14 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_in(None).await
+    }
+
+    /// A server over an archive in `data` (by default in the fixture's temporary folder).
+    async fn start_in(data: Option<&std::path::Path>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Arc::new(Archive::open(&dir.path().join("data"), ArchiveConfig::default()).unwrap());
+        let data = data.map_or_else(|| dir.path().join("data"), std::path::Path::to_path_buf);
+        let archive = Arc::new(Archive::open(&data, ArchiveConfig::default()).unwrap());
         let config = ServerConfig { ae_title: "PACS".into(), ..ServerConfig::default() };
         let server = DimseServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), Arc::clone(&archive), config).await.unwrap();
         let address = server.local_addr().unwrap();
@@ -257,4 +264,65 @@ async fn a_different_object_under_a_stored_uid_is_kept_out_with_a_warning() {
     assert_eq!(records.len(), 1);
     let (_, first) = data_set(0, 512);
     assert_eq!(records[0].size as usize, part10_header(SECONDARY_CAPTURE, &sop, EXPLICIT_VR_LE, "TEST").len() + first.len());
+}
+
+/// Unmounts a file system when dropped, whatever happened.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// C-STOREs onto a full disk: the archive on a 2 MiB tmpfs (mounting needs root, which the test
+/// script has), six objects of 600 KB on one association.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_stores_onto_a_full_disk_fail_with_their_cause_and_lose_nothing() {
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        println!("not root: cannot mount a small tmpfs, the full-disk test does not apply");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let small = base.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=2M", "tmpfs"]).arg(&small).output().unwrap();
+    assert!(mounted.status.success(), "cannot mount a 2 MiB tmpfs: {}", String::from_utf8_lossy(&mounted.stderr));
+    let _mount = Mount(small.clone());
+    let fixture = Fixture::start_in(Some(&small.join("data"))).await;
+    let mut files = Vec::new();
+    for n in 0..6 {
+        let (sop, body) = data_set(n, 600 * 1024);
+        let path = fixture.files.join(format!("{n}.dcm"));
+        let mut bytes = part10_header(SECONDARY_CAPTURE, &sop, EXPLICIT_VR_LE, "TEST");
+        bytes.extend_from_slice(&body);
+        std::fs::write(&path, bytes).unwrap();
+        files.push(FileToSend::inspect(&path).unwrap());
+    }
+    let statuses = std::sync::Mutex::new(Vec::new());
+    client::store_files(&ClientConfig::default(), &fixture.node, &files, &|s| statuses.lock().unwrap().push((s.status, s.comment.clone()))).await.unwrap();
+    let statuses = statuses.into_inner().unwrap();
+    println!("full disk: {statuses:?}");
+    assert_eq!(statuses.len(), 6);
+    let stored = statuses.iter().filter(|(code, _)| *code == Some(status::SUCCESS)).count();
+    assert!(stored < 6, "3.6 MB cannot fit on 2 MiB: {statuses:?}");
+    for (code, comment) in statuses.iter().filter(|(code, _)| *code != Some(status::SUCCESS)) {
+        assert_eq!(*code, Some(status::OUT_OF_RESOURCES), "{statuses:?}");
+        assert!(comment.as_deref().unwrap_or("").contains("No space left"), "the cause, not a path: {comment:?}");
+    }
+    // What was acknowledged is stored whole; nothing else is left behind.
+    let archive = Arc::clone(&fixture.archive);
+    let report = tokio::task::block_in_place(|| archive.verify(VerifyOptions { checksums: true, repair: false }, &mut |_| {})).unwrap();
+    assert!(report.is_clean() && report.orphans.is_empty(), "{report:?}");
+    assert_eq!(fixture.archive.stats().unwrap().instances, stored as u64);
+
+    // Once there is room again, the same association settings store as before.
+    let grown = std::process::Command::new("mount").args(["-o", "remount,size=32M"]).arg(&small).output().unwrap();
+    assert!(grown.status.success(), "{}", String::from_utf8_lossy(&grown.stderr));
+    fixture.store(10, 12).await;
+    assert_eq!(fixture.archive.stats().unwrap().instances, stored as u64 + 2);
 }

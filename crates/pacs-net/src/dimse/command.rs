@@ -422,7 +422,9 @@ impl Command {
                 b.extend_from_slice(&element.to_le_bytes());
             }
         }
-        put_text(b, tag::ERROR_COMMENT, self.error_comment.as_deref(), SPACE);
+        // LO in the default repertoire: at most 64 characters, ASCII.
+        let comment = self.error_comment.as_deref().map(|c| c.chars().take(64).map(|ch| if ch.is_ascii() { ch } else { '?' }).collect::<String>());
+        put_text(b, tag::ERROR_COMMENT, comment.as_deref(), SPACE);
         put_text(b, tag::AFFECTED_SOP_INSTANCE_UID, self.affected_sop_instance_uid.as_deref(), NUL);
         put_text(b, tag::REQUESTED_SOP_INSTANCE_UID, self.requested_sop_instance_uid.as_deref(), NUL);
         put_us(b, tag::REMAINING_SUBOPERATIONS, self.remaining_suboperations);
@@ -939,6 +941,18 @@ mod tests {
             ("C-GET-RSP pending", C_GET_RSP_PENDING, Command::c_get_rsp(11, GET, status::PENDING, Some(3), 5, 1, 0)),
             ("C-CANCEL-RQ", C_CANCEL_RQ, Command::c_cancel_rq(5)),
         ]
+    }
+
+    #[test]
+    fn error_comments_are_sent_as_64_ascii_characters_at_most() {
+        let long = format!("writing blob: {} – no space", "x".repeat(80));
+        let command = Command { error_comment: Some(long.clone()), ..Command::c_store_rsp(7, CT, INSTANCE, status::OUT_OF_RESOURCES) };
+        let sent = Command::decode(&command.encode()).expect("decodes").error_comment.expect("a comment");
+        assert_eq!(sent.chars().count(), 64, "{sent:?}");
+        assert!(sent.is_ascii() && long.starts_with(&sent), "{sent:?}");
+        let short = Command { error_comment: Some("disque plein – réessayer".into()), ..Command::c_store_rsp(7, CT, INSTANCE, status::OUT_OF_RESOURCES) };
+        let sent = Command::decode(&short.encode()).expect("decodes").error_comment.expect("a comment");
+        assert_eq!(sent, "disque plein ? r?essayer");
     }
 
     #[test]

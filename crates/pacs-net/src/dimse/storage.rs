@@ -72,7 +72,10 @@ impl Receiving {
         Ok(match staged {
             Err(e) => {
                 let code = if matches!(e, pacs_core::Error::Rejected(_)) { status::CANNOT_UNDERSTAND } else { status::OUT_OF_RESOURCES };
-                Received { code, comment: Some(e.to_string()), report: None }
+                if code == status::OUT_OF_RESOURCES {
+                    tracing::warn!(sop = %sop_instance, error = %e, "C-STORE not stored");
+                }
+                Received { code, comment: Some(crate::error::peer_comment(&e)), report: None }
             }
             Ok(staged) if staged.record.sop_instance_uid.as_str() != sop_instance => {
                 let comment = format!("data set holds SOP Instance UID {}, the request names {sop_instance}", staged.record.sop_instance_uid);

@@ -181,7 +181,10 @@ fn failure_of(e: &pacs_core::Error) -> Failure {
         pacs_core::Error::Io { .. } | pacs_core::Error::Unavailable { .. } => OUT_OF_RESOURCES,
         _ => PROCESSING_FAILURE,
     };
-    Failure { sop_class: String::new(), sop_instance: String::new(), reason, comment: e.to_string() }
+    if matches!(e, pacs_core::Error::Io { .. }) {
+        tracing::warn!(error = %e, "STOW-RS part not stored");
+    }
+    Failure { sop_class: String::new(), sop_instance: String::new(), reason, comment: crate::error::peer_comment(e) }
 }
 
 /// The parts of a body: the outcomes of those whose stage ended, then the stages still finishing.

@@ -29,8 +29,18 @@ impl Web {
     }
 
     pub fn start_on(bind: SocketAddr, config: WebConfig) -> Web {
+        Web::serve(bind, None, config)
+    }
+
+    /// A server over an archive in `data` (the scratch folder stays a temporary one).
+    pub fn start_in(data: &Path, config: WebConfig) -> Web {
+        Web::serve("127.0.0.1:0".parse().unwrap(), Some(data), config)
+    }
+
+    fn serve(bind: SocketAddr, data: Option<&Path>, config: WebConfig) -> Web {
         let dir = tempfile::tempdir().unwrap();
-        let archive = Arc::new(Archive::open(&dir.path().join("data"), ArchiveConfig::default()).unwrap());
+        let data = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
+        let archive = Arc::new(Archive::open(&data, ArchiveConfig::default()).unwrap());
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let server = runtime.block_on(WebServer::bind(bind, Arc::clone(&archive), config)).unwrap();
         let address = server.local_addr().unwrap();
