@@ -45,7 +45,8 @@ impl Committer {
                         }
                     }
                     Ok(Err(e)) => {
-                        let message = e.to_string();
+                        tracing::error!(error = %e, "group commit failed; its instances are not stored");
+                        let message = crate::error::peer_comment(&e);
                         for (_, waiter) in waiters {
                             let _ = waiter.send(Err(message.clone()));
                         }
@@ -61,13 +62,14 @@ impl Committer {
         Committer { tx }
     }
 
-    /// Commits `staged` with whatever else is waiting; returns its report or the error's message.
+    /// Commits `staged` with whatever else is waiting; returns its report or the error as a peer
+    /// is told it (the full error is logged).
     pub(crate) async fn commit(&self, staged: Staged) -> Result<IngestReport, String> {
         self.commit_all(vec![staged]).await?.pop().ok_or_else(|| "the commit returned no report".to_owned())
     }
 
     /// Commits `staged`, all in the same group (with whatever else is waiting); returns their
-    /// reports, in order, or the error's message (then none of them is stored).
+    /// reports, in order, or the error as a peer is told it (then none of them is stored).
     pub(crate) async fn commit_all(&self, staged: Vec<Staged>) -> Result<Vec<IngestReport>, String> {
         let (done, wait) = oneshot::channel();
         self.tx.send((staged, done)).await.map_err(|_| "the committer has stopped".to_owned())?;
