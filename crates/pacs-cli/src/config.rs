@@ -73,6 +73,8 @@ pub struct WebConfig {
     /// Most stored headers a QIDO-RS search on attributes outside the index may read (default
     /// 10000); a broader one is answered 413.
     pub max_header_reads: Option<usize>,
+    /// STOW-RS requests whose bodies are read at once; more wait their turn (default 32).
+    pub max_stow_requests: Option<usize>,
     /// Origins allowed by CORS (default none; "*" for any).
     #[serde(default)]
     pub cors_origins: Vec<String>,
@@ -222,5 +224,14 @@ mod tests {
         let err = with_config(lossy).expect_err("refused");
         assert!(format!("{err:#}").contains("allow_lossy"), "{err:#}");
         assert!(with_config(&format!("[ingest]\nallow_lossy = true\n{lossy}")).is_ok());
+    }
+
+    #[test]
+    fn the_web_table_takes_every_documented_key() {
+        let text = "[web]\nenabled = true\nbind = \"127.0.0.1\"\nport = 8081\nbase_path = \"/dw\"\nmax_body_mb = 10\nmax_results = 50\nmax_header_reads = 100\nmax_stow_requests = 4\ncors_origins = [\"*\"]\npublic_url = \"https://pacs.example/dw\"\n";
+        let settings = with_config(text).expect("valid");
+        assert_eq!(settings.web.max_stow_requests, Some(4));
+        assert_eq!(settings.web.max_body_mb, Some(10));
+        assert!(with_config("[web]\nmax_stow_request = 4\n").is_err(), "a misspelt key is an error");
     }
 }

@@ -525,6 +525,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_body: w.max_body_mb.map_or(defaults.max_body, |mb| mb.saturating_mul(1024 * 1024)),
                     max_results: w.max_results.unwrap_or(defaults.max_results),
                     max_header_reads: w.max_header_reads.unwrap_or(defaults.max_header_reads),
+                    max_stow_requests: w.max_stow_requests.unwrap_or(defaults.max_stow_requests),
                     cors_origins: w.cors_origins.clone(),
                     public_url: w.public_url.clone(),
                     ..defaults

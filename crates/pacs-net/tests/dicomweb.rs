@@ -389,6 +389,47 @@ fn a_client_gone_in_the_middle_of_a_stow_request_leaves_nothing() {
     web.assert_healthy();
 }
 
+#[test]
+fn stow_requests_beyond_the_limit_wait_their_turn() {
+    use std::io::{Read, Write};
+    let web = Web::start(WebConfig { max_stow_requests: 1, ..WebConfig::default() });
+    let study = "1.2.826.0.1.3680043.10.1999.12";
+    let series = format!("{study}.1");
+    let first = large_native(study, &series, &format!("{series}.1"), 1);
+    let second = large_native(study, &series, &format!("{series}.2"), 1);
+    // The first request sends half of its body and waits: it holds the only turn.
+    let body = multipart("XyZ", &[("application/dicom", &first)]);
+    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
+    let head = format!(
+        "POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        web.address,
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    socket.write_all(&body[..body.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    std::thread::scope(|scope| {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let web = &web;
+        let second = &second;
+        scope.spawn(move || {
+            let reply = post(web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", second)]), &[]);
+            let _ = done_tx.send(reply.status);
+        });
+        // The second request waits while the first holds the turn...
+        assert!(done.recv_timeout(Duration::from_millis(1500)).is_err(), "the second request was served beside the first");
+        assert_eq!(web.instances(), 0);
+        // ...and is served once the first is complete.
+        socket.write_all(&body[body.len() / 2..]).unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(done.recv_timeout(Duration::from_secs(30)).expect("the second request is answered"), 200);
+    });
+    assert_eq!(web.instances(), 2);
+    web.assert_healthy();
+}
+
 /// Unmounts a file system when dropped, whatever happened.
 struct Mount(PathBuf);
 

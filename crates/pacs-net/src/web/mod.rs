@@ -83,6 +83,10 @@ pub struct WebConfig {
     pub public_url: Option<String>,
     /// Binary values longer than this (in bytes) are sent by `/metadata` as `BulkDataURI`.
     pub bulk_threshold: u32,
+    /// STOW-RS requests whose bodies are read at once; more wait for their turn before their
+    /// bodies are read (the client's upload waits too). Each reading request holds a few chunks
+    /// per part in memory, so this bounds the memory of any number of uploads.
+    pub max_stow_requests: usize,
 }
 
 impl Default for WebConfig {
@@ -95,6 +99,7 @@ impl Default for WebConfig {
             cors_origins: Vec::new(),
             public_url: None,
             bulk_threshold: 1024,
+            max_stow_requests: 32,
         }
     }
 }
@@ -107,6 +112,8 @@ pub(crate) struct AppState {
     /// The group commit of STOW-RS, started by the first request (inside the runtime: the
     /// router may be made outside one).
     committer: Arc<std::sync::OnceLock<Committer>>,
+    /// Turns to read a STOW-RS body ([`WebConfig::max_stow_requests`]).
+    pub(crate) stow_turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -227,7 +234,8 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 pub fn router(archive: Arc<Archive>, config: WebConfig) -> Router {
     let base = normalise_base(&config.base_path);
     let cors = cors_layer(&config.cors_origins);
-    let state = AppState { archive, config: Arc::new(config), committer: Arc::default() };
+    let stow_turns = Arc::new(tokio::sync::Semaphore::new(config.max_stow_requests.max(1)));
+    let state = AppState { archive, config: Arc::new(config), committer: Arc::default(), stow_turns };
     let routes = routes().with_state(state);
     let app = if base.is_empty() { routes } else { Router::new().nest(&base, routes) };
     let app = app.fallback(|| async { (StatusCode::NOT_FOUND, "no such DICOMweb resource\n") });

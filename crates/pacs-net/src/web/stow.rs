@@ -289,6 +289,11 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
     if declared.is_some_and(|n| n > limit) {
         return Err(Error::TooLarge { limit });
     }
+    // Held until the answer is ready: the staged objects' memory is then freed.
+    let _turn = Arc::clone(&state.stow_turns)
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::Io { action: "waiting to read a STOW-RS body".into(), source: io::Error::other(e) })?;
     let over = Arc::new(AtomicBool::new(false));
     let stream = limited(body, limit, Arc::clone(&over));
     let outcomes = stage_parts(&state.archive, framing, stream, &over, limit).await?;
