@@ -75,6 +75,8 @@ pub struct WebConfig {
     pub max_header_reads: Option<usize>,
     /// STOW-RS requests whose bodies are read at once; more wait their turn (default 32).
     pub max_stow_requests: Option<usize>,
+    /// Seconds a STOW-RS body may send nothing before the request fails with 408 (default 60).
+    pub body_idle_timeout_s: Option<u64>,
     /// Origins allowed by CORS (default none; "*" for any).
     #[serde(default)]
     pub cors_origins: Vec<String>,
@@ -228,9 +230,10 @@ mod tests {
 
     #[test]
     fn the_web_table_takes_every_documented_key() {
-        let text = "[web]\nenabled = true\nbind = \"127.0.0.1\"\nport = 8081\nbase_path = \"/dw\"\nmax_body_mb = 10\nmax_results = 50\nmax_header_reads = 100\nmax_stow_requests = 4\ncors_origins = [\"*\"]\npublic_url = \"https://pacs.example/dw\"\n";
+        let text = "[web]\nenabled = true\nbind = \"127.0.0.1\"\nport = 8081\nbase_path = \"/dw\"\nmax_body_mb = 10\nmax_results = 50\nmax_header_reads = 100\nmax_stow_requests = 4\nbody_idle_timeout_s = 5\ncors_origins = [\"*\"]\npublic_url = \"https://pacs.example/dw\"\n";
         let settings = with_config(text).expect("valid");
         assert_eq!(settings.web.max_stow_requests, Some(4));
+        assert_eq!(settings.web.body_idle_timeout_s, Some(5));
         assert_eq!(settings.web.max_body_mb, Some(10));
         assert!(with_config("[web]\nmax_stow_request = 4\n").is_err(), "a misspelt key is an error");
     }

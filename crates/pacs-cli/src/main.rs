@@ -526,6 +526,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_results: w.max_results.unwrap_or(defaults.max_results),
                     max_header_reads: w.max_header_reads.unwrap_or(defaults.max_header_reads),
                     max_stow_requests: w.max_stow_requests.unwrap_or(defaults.max_stow_requests),
+                    body_idle_timeout: w.body_idle_timeout_s.map_or(defaults.body_idle_timeout, std::time::Duration::from_secs),
                     cors_origins: w.cors_origins.clone(),
                     public_url: w.public_url.clone(),
                     ..defaults

@@ -62,6 +62,13 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// An HTTP request body stopped arriving for longer than the configured idle time; nothing
+    /// of it was stored.
+    #[error("request body stalled: no byte for {seconds} s")]
+    Stalled {
+        /// The idle time allowed, in seconds.
+        seconds: u64,
+    },
     /// A search would read more stored headers than the configured limit allows; the reason
     /// names the attributes and the limit.
     #[error("query too broad: {reason}")]

@@ -430,6 +430,39 @@ fn stow_requests_beyond_the_limit_wait_their_turn() {
     web.assert_healthy();
 }
 
+#[test]
+fn a_stalled_upload_is_cut_and_gives_its_turn_back() {
+    use std::io::{Read, Write};
+    let web = Web::start(WebConfig { max_stow_requests: 1, body_idle_timeout: Duration::from_secs(1), ..WebConfig::default() });
+    let study = "1.2.826.0.1.3680043.10.1999.13";
+    let series = format!("{study}.1");
+    let objects: Vec<Vec<u8>> = (0..3).map(|i| large_native(study, &series, &format!("{series}.{i}"), 1)).collect();
+    // Two whole parts and half of the third, then nothing: the request fails after the idle
+    // time, with nothing of it stored.
+    let body = multipart("XyZ", &objects.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let sent = body.len() - objects[2].len() / 2;
+    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        web.address,
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    socket.write_all(&body[..sent]).unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stalled"), "{answer}");
+    assert_eq!(web.instances(), 0);
+    web.assert_no_orphans();
+    // The turn it held is free again.
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &objects[0])]), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(web.instances(), 1);
+}
+
 /// Unmounts a file system when dropped, whatever happened.
 struct Mount(PathBuf);
 

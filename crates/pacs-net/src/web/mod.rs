@@ -87,6 +87,9 @@ pub struct WebConfig {
     /// bodies are read (the client's upload waits too). Each reading request holds a few chunks
     /// per part in memory, so this bounds the memory of any number of uploads.
     pub max_stow_requests: usize,
+    /// How long a STOW-RS body may send nothing before the request fails (408, nothing of it
+    /// stored) and gives its turn to the next.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 impl Default for WebConfig {
@@ -100,6 +103,7 @@ impl Default for WebConfig {
             public_url: None,
             bulk_threshold: 1024,
             max_stow_requests: 32,
+            body_idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -144,6 +148,7 @@ pub fn http_status(error: &Error) -> StatusCode {
         Error::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
         Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::TooLarge { .. } | Error::QueryTooBroad { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Stalled { .. } => StatusCode::REQUEST_TIMEOUT,
         Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
         Error::Archive(e) => match e {
             pacs_core::Error::NotFound { .. } => StatusCode::NOT_FOUND,

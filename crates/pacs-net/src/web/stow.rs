@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -93,18 +93,40 @@ impl Staging {
     }
 }
 
-/// The request body as a stream that fails once more than `limit` bytes arrived (and says so in
-/// `over`).
-fn limited(body: Body, limit: u64, over: Arc<AtomicBool>) -> impl Stream<Item = std::result::Result<Bytes, io::Error>> + Send + 'static {
-    let seen = Arc::new(AtomicU64::new(0));
-    body.into_data_stream().map(move |chunk| {
-        let chunk = chunk.map_err(io::Error::other)?;
-        let total = seen.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-        if total > limit {
-            over.store(true, Ordering::Relaxed);
-            return Err(io::Error::other(format!("request body larger than {limit} bytes")));
+/// Why a request body was cut short by the server.
+#[derive(Default)]
+struct Cut {
+    /// More than the limit arrived.
+    over: AtomicBool,
+    /// Nothing arrived for the idle time.
+    stalled: AtomicBool,
+}
+
+/// The request body as a stream that fails once more than `limit` bytes arrived, or when no
+/// chunk arrives for `idle`, and says which in `cut`.
+fn limited(body: Body, limit: u64, idle: std::time::Duration, cut: Arc<Cut>) -> impl Stream<Item = std::result::Result<Bytes, io::Error>> + Send + 'static {
+    futures_util::stream::unfold(Some((body.into_data_stream(), 0u64)), move |state| {
+        let cut = Arc::clone(&cut);
+        async move {
+            let (mut stream, mut seen) = state?;
+            let chunk = match tokio::time::timeout(idle, stream.next()).await {
+                Ok(None) => return None,
+                Ok(Some(chunk)) => chunk.map_err(io::Error::other),
+                Err(_) => {
+                    cut.stalled.store(true, Ordering::Relaxed);
+                    return Some((Err(io::Error::new(io::ErrorKind::TimedOut, "request body stalled")), None));
+                }
+            };
+            let chunk = chunk.and_then(|chunk| {
+                seen += chunk.len() as u64;
+                if seen > limit {
+                    cut.over.store(true, Ordering::Relaxed);
+                    return Err(io::Error::other(format!("request body larger than {limit} bytes")));
+                }
+                Ok(chunk)
+            });
+            Some((chunk, Some((stream, seen))))
         }
-        Ok(chunk)
     })
 }
 
@@ -150,8 +172,9 @@ async fn stage_parts(
     archive: &Arc<Archive>,
     framing: Framing,
     body: impl Stream<Item = std::result::Result<Bytes, io::Error>> + Send + 'static,
-    over: &AtomicBool,
+    cut: &Cut,
     limit: u64,
+    idle: std::time::Duration,
 ) -> Result<Vec<std::result::Result<Staged, Failure>>> {
     let mut parts = Parts { outcomes: Vec::new(), finishing: VecDeque::new() };
     let mut result = read_parts(archive, framing, body, &mut parts).await;
@@ -170,7 +193,13 @@ async fn stage_parts(
             let abandoned = staged.len();
             let _ = tokio::task::spawn_blocking(move || staged.into_iter().for_each(|s| archive.abandon(s))).await;
             tracing::info!(abandoned, "STOW-RS body refused; staged instances discarded");
-            if over.load(Ordering::Relaxed) { Err(Error::TooLarge { limit }) } else { Err(e) }
+            if cut.over.load(Ordering::Relaxed) {
+                Err(Error::TooLarge { limit })
+            } else if cut.stalled.load(Ordering::Relaxed) {
+                Err(Error::Stalled { seconds: idle.as_secs() })
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -294,9 +323,10 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
         .acquire_owned()
         .await
         .map_err(|e| Error::Io { action: "waiting to read a STOW-RS body".into(), source: io::Error::other(e) })?;
-    let over = Arc::new(AtomicBool::new(false));
-    let stream = limited(body, limit, Arc::clone(&over));
-    let outcomes = stage_parts(&state.archive, framing, stream, &over, limit).await?;
+    let cut = Arc::new(Cut::default());
+    let idle = state.config.body_idle_timeout;
+    let stream = limited(body, limit, idle, Arc::clone(&cut));
+    let outcomes = stage_parts(&state.archive, framing, stream, &cut, limit, idle).await?;
 
     let mut failed: Vec<Failure> = Vec::new();
     let mut to_commit: Vec<Staged> = Vec::new();
