@@ -7,9 +7,11 @@
 //! most two, `FINISHING`), and the answer keeps the order of the parts. Staged objects are
 //! committed once the body has been read to its end, by the group commit they share with
 //! concurrent requests (and flushed with them): a malformed body (no boundary, truncated, a part
-//! that is not `application/dicom`) or one over
-//! [`WebConfig::max_body`](super::WebConfig::max_body) is refused whole (400, 415 or 413) and its
-//! staged blobs are deleted, so nothing of it is stored.
+//! that is not `application/dicom`), one over [`WebConfig::max_body`](super::WebConfig::max_body)
+//! or one that stalls for [`WebConfig::body_idle_timeout`](super::WebConfig::body_idle_timeout)
+//! is refused whole (400, 415, 413 or 408) and its staged blobs are deleted, so nothing of it is
+//! stored. At most [`WebConfig::max_stow_requests`](super::WebConfig::max_stow_requests) bodies
+//! are read at once; other requests wait for a turn before reading theirs.
 //!
 //! The answer lists the stored instances (Referenced SOP Sequence) and the failed ones (Failed SOP
 //! Sequence, with a Failure Reason and an Error Comment): 200 when all were stored, 202 when some
