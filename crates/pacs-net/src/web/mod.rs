@@ -85,7 +85,7 @@ pub struct WebConfig {
     pub bulk_threshold: u32,
     /// STOW-RS requests whose bodies are read at once; more wait for their turn before their
     /// bodies are read (the client's upload waits too). Each reading request holds a few chunks
-    /// per part in memory, so this bounds the memory of any number of uploads.
+    /// per part in memory, so this bounds the memory of any number of uploads. 0 is taken as 1.
     pub max_stow_requests: usize,
     /// How long a STOW-RS body may send nothing before the request fails (408, nothing of it
     /// stored) and gives its turn to the next.
@@ -239,7 +239,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 pub fn router(archive: Arc<Archive>, config: WebConfig) -> Router {
     let base = normalise_base(&config.base_path);
     let cors = cors_layer(&config.cors_origins);
-    let stow_turns = Arc::new(tokio::sync::Semaphore::new(config.max_stow_requests.max(1)));
+    let stow_turns = Arc::new(tokio::sync::Semaphore::new(config.max_stow_requests.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)));
     let state = AppState { archive, config: Arc::new(config), committer: Arc::default(), stow_turns };
     let routes = routes().with_state(state);
     let app = if base.is_empty() { routes } else { Router::new().nest(&base, routes) };

@@ -320,7 +320,7 @@ async fn store_request(state: AppState, headers: HeaderMap, study: Option<String
     if declared.is_some_and(|n| n > limit) {
         return Err(Error::TooLarge { limit });
     }
-    // Held until the answer is ready: the staged objects' memory is then freed.
+    // Held until the answer is built, the commit included.
     let _turn = Arc::clone(&state.stow_turns)
         .acquire_owned()
         .await
