@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Pacs, assert_error, count, describe, exit_code, privileged, pydicom_file, python, require_python, stdout, text};
+use pacs_testkit::SmallDisk;
 
 /// A good instance stored in a fresh archive.
 struct Stored {
@@ -215,36 +216,16 @@ fn nonexistent_path() {
     s.assert_intact(1);
 }
 
-/// Unmounts a file system when dropped, whatever happened.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let status = Command::new("umount").arg(&self.0).status();
-        if !status.is_ok_and(|s| s.success()) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// A full disk: the data directory on a 1 MiB tmpfs (needs root to mount; CI runs as root).
 #[test]
 fn disk_full() {
     require_python();
-    if !privileged() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&base.path().join("small"), "1M") else {
         println!("not root: cannot mount a small tmpfs, the full-disk test does not apply");
         return;
-    }
-    let base = tempfile::tempdir().unwrap();
-    let mount_point = base.path().join("small");
-    std::fs::create_dir_all(&mount_point).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1M"]).arg("tmpfs").arg(&mount_point).output().expect("run mount");
-    assert!(
-        mounted.status.success(),
-        "disk_full: running as root but cannot mount a 1 MiB tmpfs ({}); the full-disk path cannot be tested here",
-        String::from_utf8_lossy(&mounted.stderr).trim()
-    );
-    let _mount = Mount(mount_point.clone());
+    };
+    let mount_point = disk.path().to_path_buf();
     let s = Stored::in_archive(Pacs::with_data_dir(&mount_point.join("data")));
     let big = s.pacs.scratch("big.dcm");
     python("fixtures.py", &[OsStr::new("big"), big.as_os_str(), OsStr::new("2")]);

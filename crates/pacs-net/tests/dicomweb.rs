@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use pacs_net::web::WebConfig;
-use pacs_testkit::{element, monochrome16, padded, part10_header};
+use pacs_testkit::{SmallDisk, element, monochrome16, padded, part10_header};
 use serde_json::Value;
 
 use common::*;
@@ -463,34 +463,16 @@ fn a_stalled_upload_is_cut_and_gives_its_turn_back() {
     assert_eq!(web.instances(), 1);
 }
 
-/// Unmounts a file system when dropped, whatever happened.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
-        if !unmounted {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// STOW-RS onto a full disk: the archive on a 3 MiB tmpfs (mounting needs root, which the test
 /// script has), four parts of 1 MiB each.
 #[test]
 fn stow_onto_a_full_disk_fails_the_parts_that_do_not_fit_and_loses_nothing() {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&base.path().join("small"), "3M") else {
         println!("not root: cannot mount a small tmpfs, the full-disk test does not apply");
         return;
-    }
-    let base = tempfile::tempdir().unwrap();
-    let small = base.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=3M", "tmpfs"]).arg(&small).output().unwrap();
-    assert!(mounted.status.success(), "cannot mount a 3 MiB tmpfs: {}", String::from_utf8_lossy(&mounted.stderr));
-    let _mount = Mount(small.clone());
-    let web = Web::start_in(&small.join("data"), WebConfig::default());
+    };
+    let web = Web::start_in(&disk.path().join("data"), WebConfig::default());
     let study = "1.2.826.0.1.3680043.10.1999.11";
     let series = format!("{study}.1");
     let objects: Vec<Vec<u8>> = (0..4).map(|i| large_native(study, &series, &format!("{series}.{i}"), 8)).collect();
@@ -520,8 +502,7 @@ fn stow_onto_a_full_disk_fails_the_parts_that_do_not_fit_and_loses_nothing() {
     web.assert_healthy();
 
     // Once there is room again, the archive takes objects as before.
-    let grown = Command::new("mount").args(["-o", "remount,size=32M"]).arg(&small).output().unwrap();
-    assert!(grown.status.success(), "{}", String::from_utf8_lossy(&grown.stderr));
+    disk.resize("32M");
     let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &objects[3])]), &[]);
     assert!(matches!(reply.status, 200 | 202), "{} {}", reply.status, reply.text());
     assert_eq!(web.instances(), stored.len() as u64 + u64::from(!stored.iter().any(|i| i["00081155"]["Value"][0] == format!("{series}.3"))));

@@ -17,6 +17,7 @@ use pacs_net::dimse::command::{Command, CommandField, Priority, status};
 use pacs_net::dimse::meta::part10_header;
 use pacs_net::dimse::{DimseServer, ServerConfig};
 use pacs_store::{Archive, ArchiveConfig, VerifyOptions};
+use pacs_testkit::SmallDisk;
 use tokio::io::AsyncWriteExt;
 
 const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
@@ -266,34 +267,16 @@ async fn a_different_object_under_a_stored_uid_is_kept_out_with_a_warning() {
     assert_eq!(records[0].size as usize, part10_header(SECONDARY_CAPTURE, &sop, EXPLICIT_VR_LE, "TEST").len() + first.len());
 }
 
-/// Unmounts a file system when dropped, whatever happened.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let unmounted = std::process::Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
-        if !unmounted {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// C-STOREs onto a full disk: the archive on a 2 MiB tmpfs (mounting needs root, which the test
 /// script has), six objects of 600 KB on one association.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_stores_onto_a_full_disk_fail_with_their_cause_and_lose_nothing() {
-    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&base.path().join("small"), "2M") else {
         println!("not root: cannot mount a small tmpfs, the full-disk test does not apply");
         return;
-    }
-    let base = tempfile::tempdir().unwrap();
-    let small = base.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=2M", "tmpfs"]).arg(&small).output().unwrap();
-    assert!(mounted.status.success(), "cannot mount a 2 MiB tmpfs: {}", String::from_utf8_lossy(&mounted.stderr));
-    let _mount = Mount(small.clone());
-    let fixture = Fixture::start_in(Some(&small.join("data"))).await;
+    };
+    let fixture = Fixture::start_in(Some(&disk.path().join("data"))).await;
     let mut files = Vec::new();
     for n in 0..6 {
         let (sop, body) = data_set(n, 600 * 1024);
@@ -321,8 +304,7 @@ async fn c_stores_onto_a_full_disk_fail_with_their_cause_and_lose_nothing() {
     assert_eq!(fixture.archive.stats().unwrap().instances, stored as u64);
 
     // Once there is room again, the same association settings store as before.
-    let grown = std::process::Command::new("mount").args(["-o", "remount,size=32M"]).arg(&small).output().unwrap();
-    assert!(grown.status.success(), "{}", String::from_utf8_lossy(&grown.stderr));
+    disk.resize("32M");
     fixture.store(10, 12).await;
     assert_eq!(fixture.archive.stats().unwrap().instances, stored as u64 + 2);
 }

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Also [`python3`], which runs the Python scripts that tests compare against (pydicom,
-//! dicomweb-client).
+//! dicomweb-client), and [`SmallDisk`], a tiny file system for full-disk tests.
 
 /// Whether a VR has the 4-byte length of PS3.5 Table 7.1-1 (after two reserved bytes).
 pub fn is_long_vr(vr: &[u8; 2]) -> bool {
@@ -123,6 +123,52 @@ pub fn python3(args: &[&std::ffi::OsStr], needs: &str) -> Vec<u8> {
     };
     assert!(output.status.success(), "{what} failed (scripts/test.sh installs {needs}):\n{}", String::from_utf8_lossy(&output.stderr));
     output.stdout
+}
+
+/// A small tmpfs mounted for a test that needs a full disk, unmounted when dropped (lazily if it
+/// is still busy).
+pub struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`"2M"`) at `path`, created if missing. `None` when the test does
+    /// not run as root, which mounting needs (the test script runs as root); panics when root
+    /// cannot mount.
+    pub fn mount(path: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return None;
+        }
+        std::fs::create_dir_all(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        let disk = SmallDisk { path: path.to_path_buf() };
+        disk.run(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]);
+        Some(disk)
+    }
+
+    /// Makes it `size` large, keeping what it holds.
+    pub fn resize(&self, size: &str) {
+        self.run(&["-o", &format!("remount,size={size}")]);
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn run(&self, args: &[&str]) {
+        let output = std::process::Command::new("mount").args(args).arg(&self.path).output().unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(output.status.success(), "mount {args:?} {}: {}", self.path.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
 }
 
 #[cfg(test)]
