@@ -92,6 +92,32 @@ fn post(web: &Web, path: &str, content_type: &str, body: &[u8], extra: &[&str]) 
 
 const DICOM_MULTIPART: &str = "multipart/related; type=\"application/dicom\"; boundary=XyZ";
 
+/// Native objects of series `{study}.1`, one per number in `numbers`, each SOP Instance UID
+/// `{study}.1.{number}`, with `frames` frames of 256 x 256.
+fn native_series(study: &str, numbers: std::ops::Range<u32>, frames: u32) -> Vec<Vec<u8>> {
+    let series = format!("{study}.1");
+    numbers.map(|n| large_native(study, &series, &format!("{series}.{n}"), frames)).collect()
+}
+
+/// A `multipart/related` body (boundary `XyZ`) of `objects`, each an `application/dicom` part.
+fn dicom_parts(objects: &[Vec<u8>]) -> Vec<u8> {
+    multipart("XyZ", &objects.iter().map(|o| ("application/dicom", o.as_slice())).collect::<Vec<_>>())
+}
+
+/// A connection on which the head of a STOW-RS request with a body of `length` bytes was sent
+/// (`Connection: close`, reads time out after 30 s): the test sends the body itself, in pieces.
+fn stow_by_hand(web: &Web, length: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",
+        web.address
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    socket
+}
+
 #[test]
 fn dicomweb_client_stores_searches_and_retrieves() {
     let web = Web::start(WebConfig::default());
@@ -323,24 +349,23 @@ fn stow_bad_input_is_refused_whole_and_the_server_keeps_serving() {
 fn stow_answers_list_the_parts_in_order_and_a_cut_body_leaves_nothing() {
     let web = Web::start(WebConfig::default());
     let study = "1.2.826.0.1.3680043.10.1999.9";
-    let series = format!("{study}.1");
     // Seven parts, two of them not DICOM: the stages of several parts overlap while the next
     // parts arrive, and the answer still follows the order of the body.
-    let good: Vec<(String, Vec<u8>)> = (0..5).map(|i| format!("{series}.{i}")).map(|sop| (sop.clone(), large_native(study, &series, &sop, 1))).collect();
-    let parts: Vec<&[u8]> = vec![&good[0].1, b"not dicom", &good[1].1, &good[2].1, b"neither", &good[3].1, &good[4].1];
+    let good = native_series(study, 0..5, 1);
+    let parts: Vec<&[u8]> = vec![&good[0], b"not dicom", &good[1], &good[2], b"neither", &good[3], &good[4]];
     let body = multipart("XyZ", &parts.iter().map(|p| ("application/dicom", *p)).collect::<Vec<_>>());
     let reply = post(&web, "/studies", DICOM_MULTIPART, &body, &[]);
     assert_eq!(reply.status, 202, "{}", reply.text());
     let answer = reply.json();
     let stored: Vec<&str> = answer["00081199"]["Value"].as_array().unwrap().iter().map(|i| i["00081155"]["Value"][0].as_str().unwrap()).collect();
-    assert_eq!(stored, good.iter().map(|(sop, _)| sop.as_str()).collect::<Vec<_>>(), "{answer:#}");
+    assert_eq!(stored, (0..5).map(|n| format!("{study}.1.{n}")).collect::<Vec<_>>(), "{answer:#}");
     assert_eq!(answer["00081198"]["Value"].as_array().unwrap().len(), 2, "{answer:#}");
     assert_eq!(web.instances(), 5);
 
     // The same parts under other UIDs, the body cut inside the last part: the five complete
     // parts before it were staged, and are all discarded with it.
-    let again: Vec<Vec<u8>> = (0..6).map(|i| format!("{series}.{}", 10 + i)).map(|sop| large_native(study, &series, &sop, 1)).collect();
-    let body = multipart("XyZ", &again.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let again = native_series(study, 10..16, 1);
+    let body = dicom_parts(&again);
     let cut = body.len() - again[5].len() / 2;
     let reply = post(&web, "/studies", DICOM_MULTIPART, &body[..cut], &[]);
     assert_eq!(reply.status, 400, "{}", reply.text());
@@ -353,17 +378,12 @@ fn stow_answers_list_the_parts_in_order_and_a_cut_body_leaves_nothing() {
 fn a_client_gone_in_the_middle_of_a_stow_request_leaves_nothing() {
     use std::io::Write;
     let web = Web::start(WebConfig::default());
-    let study = "1.2.826.0.1.3680043.10.1999.10";
-    let series = format!("{study}.1");
-    let objects: Vec<Vec<u8>> = (0..6).map(|i| large_native(study, &series, &format!("{series}.{i}"), 2)).collect();
-    let body = multipart("XyZ", &objects.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let objects = native_series("1.2.826.0.1.3680043.10.1999.10", 0..6, 2);
+    let body = dicom_parts(&objects);
     // Four whole parts and half of the fifth are sent; then the connection is closed, with the
     // body's declared length not reached.
     let sent = body.len() - objects[5].len() - objects[4].len() / 2;
-    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
-    let head =
-        format!("POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {}\r\n\r\n", web.address, body.len());
-    socket.write_all(head.as_bytes()).unwrap();
+    let mut socket = stow_by_hand(&web, body.len());
     socket.write_all(&body[..sent]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     drop(socket);
@@ -393,27 +413,18 @@ fn a_client_gone_in_the_middle_of_a_stow_request_leaves_nothing() {
 fn stow_requests_beyond_the_limit_wait_their_turn() {
     use std::io::{Read, Write};
     let web = Web::start(WebConfig { max_stow_requests: 1, ..WebConfig::default() });
-    let study = "1.2.826.0.1.3680043.10.1999.12";
-    let series = format!("{study}.1");
-    let first = large_native(study, &series, &format!("{series}.1"), 1);
-    let second = large_native(study, &series, &format!("{series}.2"), 1);
+    let objects = native_series("1.2.826.0.1.3680043.10.1999.12", 1..3, 1);
+    let (first, second) = (&objects[..1], &objects[1..]);
     // The first request sends half of its body and waits: it holds the only turn.
-    let body = multipart("XyZ", &[("application/dicom", &first)]);
-    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
-    let head = format!(
-        "POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        web.address,
-        body.len()
-    );
-    socket.write_all(head.as_bytes()).unwrap();
+    let body = dicom_parts(first);
+    let mut socket = stow_by_hand(&web, body.len());
     socket.write_all(&body[..body.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     std::thread::scope(|scope| {
         let (done_tx, done) = std::sync::mpsc::channel();
         let web = &web;
-        let second = &second;
         scope.spawn(move || {
-            let reply = post(web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", second)]), &[]);
+            let reply = post(web, "/studies", DICOM_MULTIPART, &dicom_parts(second), &[]);
             let _ = done_tx.send(reply.status);
         });
         // The second request waits while the first holds the turn...
@@ -434,21 +445,12 @@ fn stow_requests_beyond_the_limit_wait_their_turn() {
 fn a_stalled_upload_is_cut_and_gives_its_turn_back() {
     use std::io::{Read, Write};
     let web = Web::start(WebConfig { max_stow_requests: 1, body_idle_timeout: Duration::from_secs(1), ..WebConfig::default() });
-    let study = "1.2.826.0.1.3680043.10.1999.13";
-    let series = format!("{study}.1");
-    let objects: Vec<Vec<u8>> = (0..3).map(|i| large_native(study, &series, &format!("{series}.{i}"), 1)).collect();
+    let objects = native_series("1.2.826.0.1.3680043.10.1999.13", 0..3, 1);
     // Two whole parts and half of the third, then nothing: the request fails after the idle
     // time, with nothing of it stored.
-    let body = multipart("XyZ", &objects.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let body = dicom_parts(&objects);
     let sent = body.len() - objects[2].len() / 2;
-    let mut socket = std::net::TcpStream::connect(web.address).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST /dicom-web/studies HTTP/1.1\r\nHost: {}\r\nContent-Type: {DICOM_MULTIPART}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        web.address,
-        body.len()
-    );
-    socket.write_all(head.as_bytes()).unwrap();
+    let mut socket = stow_by_hand(&web, body.len());
     socket.write_all(&body[..sent]).unwrap();
     let mut answer = Vec::new();
     let _ = socket.read_to_end(&mut answer);
@@ -458,7 +460,7 @@ fn a_stalled_upload_is_cut_and_gives_its_turn_back() {
     assert_eq!(web.instances(), 0);
     web.assert_no_orphans();
     // The turn it held is free again.
-    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &objects[0])]), &[]);
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &dicom_parts(&objects[..1]), &[]);
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(web.instances(), 1);
 }
@@ -474,10 +476,9 @@ fn stow_onto_a_full_disk_fails_the_parts_that_do_not_fit_and_loses_nothing() {
     };
     let web = Web::start_in(&disk.path().join("data"), WebConfig::default());
     let study = "1.2.826.0.1.3680043.10.1999.11";
-    let series = format!("{study}.1");
-    let objects: Vec<Vec<u8>> = (0..4).map(|i| large_native(study, &series, &format!("{series}.{i}"), 8)).collect();
+    let objects = native_series(study, 0..4, 8);
     assert!(objects.iter().all(|o| o.len() > 1 << 20));
-    let body = multipart("XyZ", &objects.iter().map(|p| ("application/dicom", p.as_slice())).collect::<Vec<_>>());
+    let body = dicom_parts(&objects);
     let reply = post(&web, "/studies", DICOM_MULTIPART, &body, &[]);
     assert!(matches!(reply.status, 202 | 409), "a full disk fails some parts: {} {}", reply.status, reply.text());
     let answer = reply.json();
@@ -503,9 +504,9 @@ fn stow_onto_a_full_disk_fails_the_parts_that_do_not_fit_and_loses_nothing() {
 
     // Once there is room again, the archive takes objects as before.
     disk.resize("32M");
-    let reply = post(&web, "/studies", DICOM_MULTIPART, &multipart("XyZ", &[("application/dicom", &objects[3])]), &[]);
+    let reply = post(&web, "/studies", DICOM_MULTIPART, &dicom_parts(&objects[3..]), &[]);
     assert!(matches!(reply.status, 200 | 202), "{} {}", reply.status, reply.text());
-    assert_eq!(web.instances(), stored.len() as u64 + u64::from(!stored.iter().any(|i| i["00081155"]["Value"][0] == format!("{series}.3"))));
+    assert_eq!(web.instances(), stored.len() as u64 + u64::from(!stored.iter().any(|i| i["00081155"]["Value"][0] == format!("{study}.1.3"))));
     web.assert_no_orphans();
 }
 
